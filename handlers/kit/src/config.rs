@@ -1,0 +1,259 @@
+//! The component's Spin variables as one typed, validated value.
+//!
+//! This is the env validation of the original service: every variable is
+//! checked against `schemas/config.json`, every bad one is reported by name
+//! (never by value: `database_url` is a secret), and a component refuses to
+//! serve with a bad config. `make up` runs the same check before serving.
+
+use crate::problem::{FieldError, Location, Problem, ProblemKind};
+use crate::validate::Schema;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// The deployment environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+/// Lowest level that reaches the logs; ordered from most to least severe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// Where orders live.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// Spin's `default` SQLite database.
+    Sqlite,
+    /// A PostgreSQL server; the URL holds credentials.
+    Postgres(Secret),
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite => f.write_str("Sqlite"),
+            Database::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+/// A value that must never be printed: `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A component's typed config. Variables not mapped into the component take
+/// their schema default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub log_level: LogLevel,
+    pub database: Database,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { app_env: AppEnv::Development, log_level: LogLevel::Info, database: Database::Sqlite }
+    }
+}
+
+/// Every bad variable, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<FieldError>,
+}
+
+impl ConfigError {
+    /// The names of the bad variables, for messages and logs.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .errors
+            .iter()
+            .filter_map(|e| match &e.location {
+                Location::Parameter(name) => Some(name.as_str()),
+                Location::Pointer(_) => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The `500` a component answers when it meets a bad config anyway.
+    pub fn to_problem(&self) -> Problem {
+        Problem::new(
+            ProblemKind::InvalidConfig,
+            format!("invalid Spin variable(s): {}", self.names().join(", ")),
+        )
+        .with_errors(self.errors.clone())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            let name = match &e.location {
+                Location::Parameter(name) | Location::Pointer(name) => name,
+            };
+            write!(f, "{name}: {} ({})", e.message, e.keyword)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The variable names a config may hold, from `schemas/config.json`.
+pub fn variable_names() -> Vec<String> {
+    let schema: Value = serde_json::from_str(crate::schemas::CONFIG).expect("config schema is JSON");
+    schema["properties"].as_object().expect("config schema has properties").keys().cloned().collect()
+}
+
+impl Config {
+    /// Validates raw variable values (all strings, as Spin gives them) and
+    /// builds the typed config. Absent variables take their default.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        check(values)?;
+        let get = |name: &str| values.get(name).map(String::as_str);
+        let app_env = match get("app_env").unwrap_or("development") {
+            "production" => AppEnv::Production,
+            "test" => AppEnv::Test,
+            _ => AppEnv::Development,
+        };
+        let log_level = match get("log_level").unwrap_or("info") {
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "debug" => LogLevel::Debug,
+            _ => LogLevel::Info,
+        };
+        let database = match get("database_url").unwrap_or("") {
+            "" => Database::Sqlite,
+            url => Database::Postgres(Secret::new(url.to_string())),
+        };
+        Ok(Config { app_env, log_level, database })
+    }
+}
+
+/// Checks raw values against `schemas/config.json`, reporting every bad
+/// variable by name. Used by components and by `make up` before serving.
+pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| Schema::compile(crate::schemas::CONFIG));
+    let object: Map<String, Value> = values.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let errors: Vec<FieldError> = schema
+        .errors(&Value::Object(object))
+        .into_iter()
+        .map(|e| {
+            let name = match e.location {
+                Location::Pointer(p) => p.trim_start_matches('/').to_string(),
+                Location::Parameter(p) => p,
+            };
+            let message = match e.keyword.as_str() {
+                "additionalProperties" => "not a variable of this app".to_string(),
+                _ => e.message,
+            };
+            FieldError { location: Location::Parameter(name), keyword: e.keyword, message }
+        })
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(ConfigError { errors }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_mapped() {
+        assert_eq!(Config::from_values(&BTreeMap::new()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn typed_values() {
+        let c = Config::from_values(&values(&[
+            ("app_env", "production"),
+            ("log_level", "debug"),
+            ("database_url", "postgres://u:p@db:5432/orders"),
+        ]))
+        .unwrap();
+        assert_eq!(c.app_env, AppEnv::Production);
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert!(matches!(&c.database, Database::Postgres(url) if url.expose() == "postgres://u:p@db:5432/orders"));
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_and_no_value_leaks() {
+        let secret = "mysql://root:hunter2@db";
+        let err = Config::from_values(&values(&[
+            ("app_env", "staging"),
+            ("log_level", "verbose"),
+            ("database_url", secret),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.names(), vec!["app_env", "database_url", "log_level"]);
+        let shown = format!("{err} {:?} {:?}", err, err.to_problem());
+        assert!(!shown.contains("hunter2") && !shown.contains("staging") && !shown.contains("verbose"), "{shown}");
+        assert_eq!(err.to_problem().kind, ProblemKind::InvalidConfig);
+    }
+
+    #[test]
+    fn unknown_variables_are_rejected() {
+        let err = check(&values(&[("jwt_secrett", "x")])).unwrap_err();
+        assert_eq!(err.names(), vec!["jwt_secrett"]);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::from_values(&values(&[("database_url", "postgresql://u:pw@h/db")])).unwrap();
+        assert!(!format!("{c:?}").contains("pw"));
+    }
+}

@@ -1,0 +1,186 @@
+//! The routes of the app: what each one serves and promises.
+//!
+//! The same [`Route`] value drives the handler's pipeline (methods, body
+//! limit, body schema) and the OpenAPI document, so the two cannot disagree.
+//! Paths use Spin's route syntax; `spin.toml` wires each to its component.
+
+use crate::problem::ProblemKind::{self, *};
+use crate::validate::Schema;
+use http::Method;
+use std::sync::OnceLock;
+
+/// The default body limit for JSON routes (conventions: 64 KiB).
+pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
+
+/// A request body a route accepts.
+pub struct BodyContract {
+    /// File name in `schemas/`.
+    pub schema_file: &'static str,
+    /// The schema text, embedded at build time.
+    pub schema: &'static str,
+    /// Largest accepted body in bytes; more is `413`, decided before parsing.
+    pub limit: usize,
+    compiled: OnceLock<Schema>,
+}
+
+impl BodyContract {
+    pub const fn new(schema_file: &'static str, schema: &'static str, limit: usize) -> Self {
+        BodyContract { schema_file, schema, limit, compiled: OnceLock::new() }
+    }
+
+    /// The compiled schema, built on first use and kept for the life of the
+    /// instance.
+    pub fn compiled(&self) -> &Schema {
+        self.compiled.get_or_init(|| Schema::compile(self.schema))
+    }
+}
+
+impl std::fmt::Debug for BodyContract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyContract").field("schema_file", &self.schema_file).field("limit", &self.limit).finish()
+    }
+}
+
+/// One answer a route can give with a JSON body.
+#[derive(Debug)]
+pub struct ResponseContract {
+    pub status: u16,
+    pub description: &'static str,
+    /// File name in `schemas/`; `None` for a document without a schema of ours.
+    pub schema_file: Option<&'static str>,
+}
+
+/// One route: one Spin component.
+#[derive(Debug)]
+pub struct Route {
+    /// The component id in `spin.toml`; also the `component` of log lines.
+    pub component: &'static str,
+    /// Spin route template, e.g. `/orders/:id`; also the `path` of log lines.
+    pub path: &'static str,
+    /// The methods served. `HEAD` is implied by `GET`.
+    pub methods: &'static [Method],
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    pub body: Option<BodyContract>,
+    pub responses: &'static [ResponseContract],
+    /// The problem types this route may answer, besides its responses.
+    pub problems: &'static [ProblemKind],
+}
+
+impl Route {
+    /// Whether the route answers `method` (`HEAD` follows `GET`).
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods.contains(method) || (method == Method::HEAD && self.methods.contains(&Method::GET))
+    }
+
+    /// The value of the `Allow` header.
+    pub fn allow_header(&self) -> String {
+        let mut names: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        if self.methods.contains(&Method::GET) && !self.methods.contains(&Method::HEAD) {
+            names.push("HEAD");
+        }
+        names.join(", ")
+    }
+}
+
+/// Problems every route can answer.
+const COMMON: [ProblemKind; 3] = [MethodNotAllowed, InvalidConfig, InternalError];
+
+pub static CREATE_ORDER: Route = Route {
+    component: "orders-create",
+    path: "/orders",
+    methods: &[Method::POST],
+    operation_id: "createOrder",
+    summary: "Create an order",
+    body: Some(BodyContract::new(
+        "order-create.request.json",
+        crate::schemas::ORDER_CREATE_REQUEST,
+        DEFAULT_JSON_LIMIT,
+    )),
+    responses: &[ResponseContract {
+        status: 201,
+        description: "Created; `Location` is the new order's URL.",
+        schema_file: Some("order-created.response.json"),
+    }],
+    problems: &[
+        ValidationFailed,
+        MalformedJson,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        MethodNotAllowed,
+        InvalidConfig,
+        InternalError,
+        DependencyUnavailable,
+    ],
+};
+
+pub static GET_ORDER: Route = Route {
+    component: "orders-get",
+    path: "/orders/:id",
+    methods: &[Method::GET],
+    operation_id: "getOrder",
+    summary: "Read an order",
+    body: None,
+    responses: &[ResponseContract { status: 200, description: "The order.", schema_file: Some("order.response.json") }],
+    problems: &[InvalidParameter, NotFound, MethodNotAllowed, InvalidConfig, InternalError, DependencyUnavailable],
+};
+
+pub static HEALTH: Route = Route {
+    component: "healthz",
+    path: "/healthz",
+    methods: &[Method::GET],
+    operation_id: "health",
+    summary: "Health of the service and its database",
+    body: None,
+    responses: &[
+        ResponseContract { status: 200, description: "Every check is ok.", schema_file: Some("health.response.json") },
+        ResponseContract {
+            status: 503,
+            description: "A check failed; `checks` names it.",
+            schema_file: Some("health.response.json"),
+        },
+    ],
+    problems: &COMMON,
+};
+
+pub static OPENAPI: Route = Route {
+    component: "openapi",
+    path: "/openapi.json",
+    methods: &[Method::GET],
+    operation_id: "openapi",
+    summary: "This OpenAPI 3.1 document",
+    body: None,
+    responses: &[ResponseContract { status: 200, description: "The OpenAPI document.", schema_file: None }],
+    problems: &COMMON,
+};
+
+/// Every route of the app.
+pub static ALL: &[&Route] = &[&CREATE_ORDER, &GET_ORDER, &HEALTH, &OPENAPI];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_follows_get() {
+        assert!(GET_ORDER.allows(&Method::HEAD));
+        assert!(!CREATE_ORDER.allows(&Method::HEAD));
+        assert_eq!(GET_ORDER.allow_header(), "GET, HEAD");
+        assert_eq!(CREATE_ORDER.allow_header(), "POST");
+    }
+
+    #[test]
+    fn every_schema_file_named_exists() {
+        let known: Vec<&str> = crate::schemas::ALL.iter().map(|(name, _)| *name).collect();
+        for route in ALL {
+            if let Some(body) = &route.body {
+                assert!(known.contains(&body.schema_file), "{}", body.schema_file);
+            }
+            for r in route.responses {
+                if let Some(file) = r.schema_file {
+                    assert!(known.contains(&file), "{file}");
+                }
+            }
+        }
+    }
+}

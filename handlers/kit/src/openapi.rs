@@ -1,0 +1,185 @@
+//! The OpenAPI 3.1 document, assembled from the route contracts
+//! ([`crate::contract::ALL`]) and the schemas of `schemas/` embedded at build
+//! time. Nothing in it is written by hand, so it cannot drift from what the
+//! components enforce.
+
+use crate::contract::{ALL, Route};
+use crate::problem::{CONTENT_TYPE as PROBLEM_CONTENT_TYPE, ProblemKind};
+use crate::schemas;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// The document served at `/openapi.json`.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for route in ALL {
+        let path = openapi_path(route.path);
+        let entry = paths.entry(path).or_insert_with(|| json!({}));
+        for method in route.methods {
+            entry[method.as_str().to_ascii_lowercase()] = operation(route);
+        }
+    }
+    let mut components = Map::new();
+    for (file, text) in schemas::ALL {
+        components.insert(component_name(file), embedded(text));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {
+            "title": "Orders and images API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
+            "description": description(),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "x-problem-types": problem_catalogue(),
+        },
+    })
+}
+
+/// `/orders/:id` becomes `/orders/{id}`.
+fn openapi_path(spin_route: &str) -> String {
+    spin_route
+        .split('/')
+        .map(|segment| match segment.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => segment.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn component_name(file: &str) -> String {
+    file.trim_end_matches(".json").to_string()
+}
+
+fn schema_ref(file: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{}", component_name(file)) })
+}
+
+/// The schema as a component: `$schema` is implied by `jsonSchemaDialect`.
+fn embedded(text: &str) -> Value {
+    let mut value: Value = serde_json::from_str(text).expect("embedded schema is JSON");
+    if let Some(object) = value.as_object_mut() {
+        object.remove("$schema");
+    }
+    value
+}
+
+fn operation(route: &Route) -> Value {
+    let mut responses = Map::new();
+    for r in route.responses {
+        let mut response = json!({ "description": r.description });
+        let schema = r.schema_file.map(schema_ref).unwrap_or_else(|| json!({ "type": "object" }));
+        response["content"] = json!({ "application/json": { "schema": schema } });
+        if r.status == 201 {
+            response["headers"] = json!({ "Location": { "schema": { "type": "string" }, "description": "URL of the new resource." } });
+        }
+        responses.insert(r.status.to_string(), response);
+    }
+    let mut by_status: BTreeMap<u16, Vec<ProblemKind>> = BTreeMap::new();
+    for kind in route.problems {
+        by_status.entry(kind.status().as_u16()).or_default().push(*kind);
+    }
+    for (status, kinds) in by_status {
+        let types: Vec<&str> = kinds.iter().map(|k| k.type_uri()).collect();
+        let mut response = json!({
+            "description": format!("Problem: {}", types.join(", ")),
+            "content": { PROBLEM_CONTENT_TYPE: { "schema": schema_ref("problem.json") } },
+        });
+        if kinds.contains(&ProblemKind::MethodNotAllowed) {
+            response["headers"] = json!({ "Allow": { "schema": { "type": "string" } } });
+        }
+        responses.entry(status.to_string()).or_insert(response);
+    }
+    let mut parameters = vec![json!({
+        "name": "x-request-id",
+        "in": "header",
+        "required": false,
+        "description": "Echoed back when 1-128 visible ASCII characters; generated otherwise.",
+        "schema": { "type": "string", "minLength": 1, "maxLength": 128 },
+    })];
+    for segment in route.path.split('/') {
+        if let Some(name) = segment.strip_prefix(':') {
+            parameters.push(json!({
+                "name": name, "in": "path", "required": true,
+                "schema": { "type": "string", "format": "uuid" },
+            }));
+        }
+    }
+    let mut op = json!({
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if let Some(body) = &route.body {
+        op["requestBody"] = json!({
+            "required": true,
+            "description": format!("At most {} bytes.", body.limit),
+            "content": { "application/json": { "schema": schema_ref(body.schema_file) } },
+        });
+    }
+    op
+}
+
+fn problem_catalogue() -> Value {
+    let schema: Value = serde_json::from_str(schemas::PROBLEM).expect("problem schema is JSON");
+    schema["x-problem-types"].clone()
+}
+
+fn description() -> String {
+    let mut text = String::from(
+        "Every error is RFC 9457 `application/problem+json` (schema `problem`). Problem types:\n\n",
+    );
+    for entry in problem_catalogue().as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "- `{}` ({}): {}\n",
+            entry["type"].as_str().unwrap_or_default(),
+            entry["status"],
+            entry["description"].as_str().unwrap_or_default()
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_and_method_is_documented() {
+        let doc = document();
+        for route in ALL {
+            for method in route.methods {
+                let op = &doc["paths"][openapi_path(route.path)][method.as_str().to_ascii_lowercase()];
+                assert_eq!(op["operationId"], route.operation_id);
+                for r in route.responses {
+                    assert!(op["responses"][r.status.to_string()].is_object());
+                }
+                for kind in route.problems {
+                    let text = op["responses"][kind.status().as_u16().to_string()]["description"].as_str().unwrap();
+                    assert!(text.contains(kind.type_uri()), "{} {text}", route.path);
+                }
+            }
+        }
+        assert!(doc["paths"]["/orders/{id}"]["get"]["parameters"][1]["name"] == "id");
+    }
+
+    #[test]
+    fn every_ref_resolves_and_every_problem_type_is_listed() {
+        let doc = document();
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+        for kind in ProblemKind::ALL {
+            assert!(doc["info"]["description"].as_str().unwrap().contains(kind.type_uri()));
+        }
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

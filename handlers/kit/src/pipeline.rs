@@ -1,0 +1,345 @@
+//! The HTTP contract every route keeps, in one place.
+//!
+//! [`serve`] takes the request head, a [`BodySource`] it reads only when the
+//! route has a body and the head passed its checks, the component's config,
+//! and the route's own logic as an async closure. In order:
+//!
+//! 1. request id (the caller's when sane), logger;
+//! 2. `405` + `Allow` for a method the route does not serve;
+//! 3. `500 invalid-config` naming each bad variable;
+//! 4. for body routes: `415` unless `application/json` (charset optional,
+//!    UTF-8 only), `413` past the limit (from `Content-Length` before reading,
+//!    and while reading), `400 malformed-json` with the position, `400
+//!    validation-failed` with every failed constraint;
+//! 5. the route's logic, whose [`Problem`]s become problem answers;
+//! 6. `x-request-id` on the answer, `HEAD` stripped of its body, one summary
+//!    log line (`method`, route template `path`, `status`, `durationMs`).
+
+use crate::config::{Config, ConfigError, LogLevel};
+use crate::contract::Route;
+use crate::log::Logger;
+use crate::problem::{Problem, ProblemKind};
+use crate::request_id;
+use crate::validate::parse_json;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header, request::Parts};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// Where a request body comes from: the Spin adapter streams it from the
+/// host, tests hand over bytes.
+#[allow(async_fn_in_trait)]
+pub trait BodySource {
+    /// Reads the whole body, giving up with [`BodyError::TooLarge`] as soon
+    /// as more than `limit` bytes have arrived.
+    async fn read(self, limit: usize) -> Result<Bytes, BodyError>;
+}
+
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    /// The client went away or the transport failed.
+    Failed(String),
+}
+
+impl BodySource for Bytes {
+    async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
+        if self.len() > limit { Err(BodyError::TooLarge) } else { Ok(self) }
+    }
+}
+
+/// What the route's logic gets besides its body.
+pub struct Ctx {
+    pub route: &'static Route,
+    pub head: Parts,
+    pub config: Config,
+    pub log: Logger,
+}
+
+impl Ctx {
+    /// A path parameter, as Spin passes it in `spin-path-match-<name>`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(format!("spin-path-match-{name}")).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.log.request_id()
+    }
+}
+
+/// Runs one request through the contract. `T` is the route's body type:
+/// for routes without a body use `()`.
+pub async fn serve<B, T, F>(
+    route: &'static Route,
+    head: Parts,
+    body: B,
+    config: Result<Config, ConfigError>,
+    logic: F,
+) -> Response<Bytes>
+where
+    B: BodySource,
+    T: DeserializeOwned,
+    F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
+{
+    let started = Instant::now();
+    let request_id = request_id::accept_or_generate(head.headers.get(request_id::HEADER).map(HeaderValue::as_bytes));
+    let level = config.as_ref().map(|c| c.log_level).unwrap_or(LogLevel::Info);
+    let log = Logger::new(route.component, request_id, level);
+    let method = head.method.clone();
+    let instance = head.uri.path().to_string();
+
+    let outcome = match admit::<B, T>(route, &head, body, &config, &log).await {
+        Ok(input) => {
+            let ctx = Ctx { route, head, config: config.unwrap_or_default(), log: log.clone() };
+            logic(&ctx, input).await
+        }
+        Err(problem) => Err(problem),
+    };
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(problem) => {
+            if problem.status().is_server_error() {
+                log.error("request failed", &[("problem", json!(problem.kind.type_uri())), ("detail", json!(problem.detail))]);
+            }
+            problem.into_response(&instance, log.request_id())
+        }
+    };
+    finish(&mut response, &method, &log);
+    let status = response.status().as_u16();
+    let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let fields = [
+        ("method", json!(method.as_str())),
+        ("path", json!(route.path)),
+        ("status", json!(status)),
+        ("durationMs", json!(duration_ms)),
+    ];
+    let level = if status >= 500 { LogLevel::Error } else { LogLevel::Info };
+    log.log(level, "request completed", &fields);
+    response
+}
+
+/// Steps 2 to 4: everything before the route's logic runs.
+async fn admit<B: BodySource, T: DeserializeOwned>(
+    route: &Route,
+    head: &Parts,
+    body: B,
+    config: &Result<Config, ConfigError>,
+    log: &Logger,
+) -> Result<T, Problem> {
+    if !route.allows(&head.method) {
+        let allow = HeaderValue::from_str(&route.allow_header()).expect("method names are valid header text");
+        return Err(Problem::new(
+            ProblemKind::MethodNotAllowed,
+            format!("{} does not serve {}; use {}", route.path, head.method, route.allow_header()),
+        )
+        .with_header(header::ALLOW, allow));
+    }
+    if let Err(e) = config {
+        log.error("invalid config", &[("variables", json!(e.names()))]);
+        return Err(e.to_problem());
+    }
+    let Some(contract) = &route.body else {
+        return serde_json::from_value(Value::Null).map_err(|_| Problem::internal());
+    };
+    check_json_content_type(head)?;
+    let too_large = || {
+        Problem::new(ProblemKind::PayloadTooLarge, format!("the body limit of this route is {} bytes", contract.limit))
+    };
+    if declared_length(head).is_some_and(|n| n > contract.limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = match body.read(contract.limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Failed(e)) => {
+            log.warn("body read failed", &[("error", json!(e))]);
+            return Err(Problem::new(ProblemKind::MalformedJson, "the body could not be read completely"));
+        }
+    };
+    let value = parse_json(&bytes)?;
+    let errors = contract.compiled().errors(&value);
+    if !errors.is_empty() {
+        let detail = format!("{} constraint(s) failed; see errors", errors.len());
+        return Err(Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        // The schema and the type agree; reaching this is a defect, reported plainly.
+        Problem::new(ProblemKind::ValidationFailed, format!("body does not match the route's type: {e}"))
+    })
+}
+
+fn declared_length(head: &Parts) -> Option<u64> {
+    head.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `application/json`, any case, with at most a UTF-8 `charset` parameter.
+fn check_json_content_type(head: &Parts) -> Result<(), Problem> {
+    let unsupported = |what: &str| {
+        Problem::new(ProblemKind::UnsupportedMediaType, format!("{what}; send Content-Type: application/json"))
+    };
+    let Some(value) = head.headers.get(header::CONTENT_TYPE) else {
+        return Err(unsupported("the request has no Content-Type"));
+    };
+    let value = value.to_str().map_err(|_| unsupported("the Content-Type is not readable"))?;
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(unsupported("this route accepts only application/json"));
+    }
+    for parameter in parts {
+        let (name, val) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let val = val.trim().trim_matches('"');
+        if !name.trim().eq_ignore_ascii_case("charset") || !val.eq_ignore_ascii_case("utf-8") {
+            return Err(unsupported("only the charset=utf-8 parameter is accepted"));
+        }
+    }
+    Ok(())
+}
+
+fn finish(response: &mut Response<Bytes>, method: &Method, log: &Logger) {
+    let id = HeaderValue::from_str(log.request_id()).expect("request ids are visible ASCII");
+    response.headers_mut().insert(request_id::HEADER, id);
+    if method == Method::HEAD {
+        let length = response.body().len();
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        *response.body_mut() = Bytes::new();
+    }
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Bytes> {
+    let body = serde_json::to_vec(value).expect("answers always serialise");
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{CREATE_ORDER, GET_ORDER};
+    use http::Request;
+
+    fn head(method: &str, content_type: Option<&str>) -> Parts {
+        let mut b = Request::builder().method(method).uri("/orders");
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn run(route: &'static Route, head: Parts, body: &'static [u8]) -> (Response<Bytes>, Value) {
+        let response = futures::executor::block_on(serve(
+            route,
+            head,
+            Bytes::from_static(body),
+            Ok(Config::default()),
+            async |_ctx: &Ctx, body: Value| Ok(json(StatusCode::OK, &body)),
+        ));
+        let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
+        (response, value)
+    }
+
+    const VALID: &[u8] = br#"{"userId":"0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e","items":[{"productId":"a","quantity":1}]}"#;
+
+    #[test]
+    fn valid_body_reaches_the_logic() {
+        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json; charset=UTF-8")), VALID);
+        assert_eq!(r.status(), 200);
+        assert_eq!(v["items"][0]["quantity"], 1);
+        assert!(r.headers().contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow() {
+        let (r, v) = run(&CREATE_ORDER, head("PUT", Some("application/json")), VALID);
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()["allow"], "POST");
+        assert_eq!(v["type"], "/problems/method-not-allowed");
+    }
+
+    #[test]
+    fn content_types() {
+        for bad in [None, Some("text/plain"), Some("application/json; charset=latin1"), Some("application/jsonx")] {
+            let (r, v) = run(&CREATE_ORDER, head("POST", bad), VALID);
+            assert_eq!(r.status(), 415, "{bad:?}");
+            assert_eq!(v["type"], "/problems/unsupported-media-type");
+        }
+        let (r, _) = run(&CREATE_ORDER, head("POST", Some("Application/JSON")), VALID);
+        assert_eq!(r.status(), 200);
+    }
+
+    #[test]
+    fn declared_oversize_is_413_before_reading() {
+        let mut h = head("POST", Some("application/json"));
+        h.headers.insert("content-length", HeaderValue::from(70_000));
+        let (r, v) = run(&CREATE_ORDER, h, VALID);
+        assert_eq!(r.status(), 413);
+        assert_eq!(v["type"], "/problems/payload-too-large");
+    }
+
+    #[test]
+    fn actual_oversize_is_413() {
+        let big: &'static [u8] = Box::leak(vec![b' '; 64 * 1024 + 1].into_boxed_slice());
+        let (r, _) = run(&CREATE_ORDER, head("POST", Some("application/json")), big);
+        assert_eq!(r.status(), 413);
+    }
+
+    #[test]
+    fn malformed_and_invalid() {
+        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json")), b"{\"userId\": ");
+        assert_eq!(r.status(), 400);
+        assert_eq!(v["type"], "/problems/malformed-json");
+        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json")), b"{\"items\": []}");
+        assert_eq!(r.status(), 400);
+        assert_eq!(v["type"], "/problems/validation-failed");
+        assert_eq!(v["errors"].as_array().unwrap().len(), 2);
+        assert_eq!(v["instance"], "/orders");
+        assert_eq!(v["requestId"], r.headers()["x-request-id"].to_str().unwrap());
+    }
+
+    #[test]
+    fn bad_config_is_500_naming_the_variable() {
+        let bad = Config::from_values(&[("log_level".to_string(), "loud".to_string())].into()).unwrap_err();
+        let r = futures::executor::block_on(serve(
+            &GET_ORDER,
+            head("GET", None),
+            Bytes::new(),
+            Err(bad),
+            async |_ctx: &Ctx, (): ()| Ok(json(StatusCode::OK, &1)),
+        ));
+        assert_eq!(r.status(), 500);
+        let v: Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(v["type"], "/problems/invalid-config");
+        assert_eq!(v["errors"][0]["parameter"], "log_level");
+        assert!(!r.body().windows(4).any(|w| w == b"loud"));
+    }
+
+    #[test]
+    fn head_has_no_body_but_its_length() {
+        let r = futures::executor::block_on(serve(
+            &GET_ORDER,
+            head("HEAD", None),
+            Bytes::new(),
+            Ok(Config::default()),
+            async |_ctx: &Ctx, (): ()| Ok(json(StatusCode::OK, &"twelve chars")),
+        ));
+        assert_eq!(r.status(), 200);
+        assert!(r.body().is_empty());
+        assert_eq!(r.headers()["content-length"], "14");
+    }
+
+    #[test]
+    fn callers_request_id_is_echoed() {
+        let mut h = head("GET", None);
+        h.headers.insert("x-request-id", HeaderValue::from_static("trace-abc"));
+        let r = futures::executor::block_on(serve(&GET_ORDER, h, Bytes::new(), Ok(Config::default()), async |c: &Ctx, (): ()| {
+            Ok(json(StatusCode::OK, &c.request_id().to_string()))
+        }));
+        assert_eq!(r.headers()["x-request-id"], "trace-abc");
+        assert_eq!(r.body().as_ref(), b"\"trace-abc\"");
+    }
+}

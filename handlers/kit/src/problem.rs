@@ -1,0 +1,234 @@
+//! RFC 9457 problem details.
+//!
+//! Every error answer of every route is a [`Problem`]. Its `type` comes from a
+//! closed set, [`ProblemKind`], which mirrors the `x-problem-types` catalogue
+//! of `schemas/problem.json` (a test keeps the two equal), so a client can
+//! branch on `type` and find each one documented in the OpenAPI document.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+/// The media type of every error body.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// One kind of problem: a stable `type` URI reference, a title and a status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    ValidationFailed,
+    MalformedJson,
+    InvalidParameter,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidConfig,
+    InternalError,
+    DependencyUnavailable,
+}
+
+impl ProblemKind {
+    /// Every kind, in the order of the catalogue in `schemas/problem.json`.
+    pub const ALL: &'static [ProblemKind] = &[
+        ProblemKind::ValidationFailed,
+        ProblemKind::MalformedJson,
+        ProblemKind::InvalidParameter,
+        ProblemKind::NotFound,
+        ProblemKind::MethodNotAllowed,
+        ProblemKind::PayloadTooLarge,
+        ProblemKind::UnsupportedMediaType,
+        ProblemKind::InvalidConfig,
+        ProblemKind::InternalError,
+        ProblemKind::DependencyUnavailable,
+    ];
+
+    /// The `type` member: a URI reference, stable across releases.
+    pub fn type_uri(self) -> &'static str {
+        match self {
+            ProblemKind::ValidationFailed => "/problems/validation-failed",
+            ProblemKind::MalformedJson => "/problems/malformed-json",
+            ProblemKind::InvalidParameter => "/problems/invalid-parameter",
+            ProblemKind::NotFound => "/problems/not-found",
+            ProblemKind::MethodNotAllowed => "/problems/method-not-allowed",
+            ProblemKind::PayloadTooLarge => "/problems/payload-too-large",
+            ProblemKind::UnsupportedMediaType => "/problems/unsupported-media-type",
+            ProblemKind::InvalidConfig => "/problems/invalid-config",
+            ProblemKind::InternalError => "/problems/internal-error",
+            ProblemKind::DependencyUnavailable => "/problems/dependency-unavailable",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::ValidationFailed => "Request validation failed",
+            ProblemKind::MalformedJson => "Malformed JSON",
+            ProblemKind::InvalidParameter => "Invalid parameter",
+            ProblemKind::NotFound => "Not found",
+            ProblemKind::MethodNotAllowed => "Method not allowed",
+            ProblemKind::PayloadTooLarge => "Payload too large",
+            ProblemKind::UnsupportedMediaType => "Unsupported media type",
+            ProblemKind::InvalidConfig => "Invalid configuration",
+            ProblemKind::InternalError => "Internal error",
+            ProblemKind::DependencyUnavailable => "Dependency unavailable",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProblemKind::ValidationFailed
+            | ProblemKind::MalformedJson
+            | ProblemKind::InvalidParameter => StatusCode::BAD_REQUEST,
+            ProblemKind::NotFound => StatusCode::NOT_FOUND,
+            ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::InvalidConfig | ProblemKind::InternalError => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ProblemKind::DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Where a failed constraint is: in the body, or in a named parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Location {
+    /// A JSON pointer (RFC 6901) into the request body; `""` is the whole body.
+    Pointer(String),
+    /// The name of a path or query parameter, or of a config variable.
+    Parameter(String),
+}
+
+/// One failed constraint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    #[serde(flatten)]
+    pub location: Location,
+    /// The JSON Schema keyword that failed (`minimum`, `format`, ...).
+    pub keyword: String,
+    /// A sentence for humans. It never repeats the offending value, so that a
+    /// secret or a huge string is never echoed back.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn at_pointer(pointer: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
+        Self { location: Location::Pointer(pointer.into()), keyword: keyword.into(), message: message.into() }
+    }
+
+    pub fn at_parameter(name: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
+        Self { location: Location::Parameter(name.into()), keyword: keyword.into(), message: message.into() }
+    }
+}
+
+/// An error answer, before the pipeline adds `instance` and `requestId`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    /// Extra response headers (`Allow` for 405, `WWW-Authenticate` for 401).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self { kind, detail: detail.into(), errors: Vec::new(), headers: Vec::new() }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// A `500` whose detail is safe to show: the cause goes to the log only.
+    pub fn internal() -> Self {
+        Self::new(ProblemKind::InternalError, "The request could not be completed; see the log line with this requestId.")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The full `application/problem+json` answer.
+    pub fn into_response(self, instance: &str, request_id: &str) -> Response<Bytes> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            #[serde(rename = "type")]
+            type_uri: &'a str,
+            title: &'a str,
+            status: u16,
+            detail: &'a str,
+            instance: &'a str,
+            request_id: &'a str,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            errors: &'a [FieldError],
+        }
+        let body = Body {
+            type_uri: self.kind.type_uri(),
+            title: self.kind.title(),
+            status: self.kind.status().as_u16(),
+            detail: &self.detail,
+            instance,
+            request_id,
+            errors: &self.errors,
+        };
+        let bytes = serde_json::to_vec(&body).expect("a problem always serialises");
+        let mut response = Response::new(Bytes::from(bytes));
+        *response.status_mut() = self.kind.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        for (name, value) in self.headers {
+            headers.append(name, value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn kinds_match_the_catalogue_in_the_problem_schema() {
+        let schema: Value = serde_json::from_str(crate::schemas::PROBLEM).unwrap();
+        let catalogue = schema["x-problem-types"].as_array().unwrap();
+        assert_eq!(catalogue.len(), ProblemKind::ALL.len());
+        for (entry, kind) in catalogue.iter().zip(ProblemKind::ALL) {
+            assert_eq!(entry["type"], kind.type_uri());
+            assert_eq!(entry["title"], kind.title());
+            assert_eq!(entry["status"], kind.status().as_u16());
+        }
+    }
+
+    #[test]
+    fn response_carries_every_member_and_extra_headers() {
+        let problem = Problem::new(ProblemKind::MethodNotAllowed, "use GET")
+            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let response = problem.into_response("/orders/1", "req-1");
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let body: Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["type"], "/problems/method-not-allowed");
+        assert_eq!(body["instance"], "/orders/1");
+        assert_eq!(body["requestId"], "req-1");
+        assert!(body.get("errors").is_none());
+    }
+
+    #[test]
+    fn field_errors_serialise_with_pointer_or_parameter() {
+        let e = serde_json::to_value(FieldError::at_pointer("/items/0/quantity", "minimum", "must be >= 1")).unwrap();
+        assert_eq!(e, serde_json::json!({"pointer": "/items/0/quantity", "keyword": "minimum", "message": "must be >= 1"}));
+        let e = serde_json::to_value(FieldError::at_parameter("id", "format", "must be a UUID")).unwrap();
+        assert_eq!(e["parameter"], "id");
+    }
+}

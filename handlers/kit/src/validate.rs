@@ -1,0 +1,187 @@
+//! JSON parsing and JSON Schema 2020-12 validation, with every failure located.
+//!
+//! A [`Schema`] is compiled once per component instance (Spin instantiates per
+//! request, so "once" is usually once per request: the bench reports the cost).
+//! `format` is asserted, not an annotation, as the conventions require.
+
+use crate::problem::{FieldError, Problem, ProblemKind};
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value;
+
+/// A compiled schema.
+pub struct Schema {
+    validator: jsonschema::Validator,
+}
+
+impl Schema {
+    /// Compiles an embedded schema. The schemas ship inside the binary and
+    /// are checked by the tests, so a failure here is a build defect.
+    pub fn compile(text: &str) -> Schema {
+        let document: Value = serde_json::from_str(text).expect("embedded schema is JSON");
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&document)
+            .expect("embedded schema compiles");
+        Schema { validator }
+    }
+
+    /// Every failed constraint, in document order; empty when `instance` is valid.
+    pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for error in self.validator.iter_errors(instance) {
+            let pointer = error.instance_path().as_str().to_string();
+            match error.kind() {
+                // One entry per unknown property, located at the property itself.
+                ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    for name in unexpected {
+                        errors.push(FieldError::at_pointer(
+                            format!("{pointer}/{}", escape_pointer_token(name)),
+                            "additionalProperties",
+                            "unknown property",
+                        ));
+                    }
+                }
+                kind => errors.push(FieldError::at_pointer(pointer, kind.keyword(), error.masked().to_string())),
+            }
+        }
+        errors
+    }
+
+    pub fn is_valid(&self, instance: &Value) -> bool {
+        self.validator.is_valid(instance)
+    }
+}
+
+/// Escapes one reference token (RFC 6901 §3).
+pub fn escape_pointer_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Parses a request body, answering `400 malformed-json` with the line,
+/// column and byte offset of the first error.
+pub fn parse_json(body: &[u8]) -> Result<Value, Problem> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let offset = e.valid_up_to();
+        let (line, column) = line_column(&body[..offset]);
+        Problem::new(
+            ProblemKind::MalformedJson,
+            format!("body is not valid UTF-8 at line {line}, column {column} (byte offset {offset})"),
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        let offset = byte_offset(text, e.line(), e.column());
+        Problem::new(
+            ProblemKind::MalformedJson,
+            format!("{} (byte offset {offset})", describe(&e)),
+        )
+    })
+}
+
+fn describe(e: &serde_json::Error) -> String {
+    // serde_json's Display already says "at line L column C".
+    let text = e.to_string();
+    if e.is_eof() && text.is_empty() { "unexpected end of body".into() } else { text }
+}
+
+fn line_column(prefix: &[u8]) -> (usize, usize) {
+    let line = prefix.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = prefix.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+/// serde_json counts lines from 1 and columns (in bytes) from 1; column 0
+/// means "before the first byte of the line".
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    (line_start + column.saturating_sub(1)).min(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn order_schema() -> Schema {
+        Schema::compile(crate::schemas::ORDER_CREATE_REQUEST)
+    }
+
+    #[test]
+    fn reports_every_failed_constraint_with_its_pointer() {
+        let body = json!({
+            "userId": "not-a-uuid",
+            "items": [{"productId": "", "quantity": 0}, {"productId": "x", "quantity": 1.5, "colour": "red"}],
+            "coupon": "FREE"
+        });
+        let mut found: Vec<(String, String)> = order_schema()
+            .errors(&body)
+            .into_iter()
+            .map(|e| match e.location {
+                crate::problem::Location::Pointer(p) => (p, e.keyword),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                ("/coupon".into(), "additionalProperties".into()),
+                ("/items/0/productId".into(), "minLength".into()),
+                ("/items/0/quantity".into(), "minimum".into()),
+                ("/items/1/colour".into(), "additionalProperties".into()),
+                ("/items/1/quantity".into(), "type".into()),
+                ("/userId".into(), "format".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_never_echo_the_value() {
+        let secret = "s3cr3t-value-that-must-not-leak";
+        let errors = order_schema().errors(&json!({"userId": secret, "items": []}));
+        assert!(!errors.is_empty());
+        for e in errors {
+            assert!(!e.message.contains(secret), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_reported_at_their_parent() {
+        let errors = order_schema().errors(&json!({}));
+        let keywords: Vec<_> = errors.iter().map(|e| (e.keyword.as_str(), e.location.clone())).collect();
+        assert_eq!(keywords.len(), 2, "{errors:?}");
+        assert!(keywords.iter().all(|(k, l)| *k == "required" && *l == crate::problem::Location::Pointer(String::new())));
+    }
+
+    #[test]
+    fn array_bounds_are_checked() {
+        let many: Vec<_> = (0..101).map(|_| json!({"productId": "p", "quantity": 1})).collect();
+        let uid = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
+        assert_eq!(order_schema().errors(&json!({"userId": uid, "items": many}))[0].keyword, "maxItems");
+        assert_eq!(order_schema().errors(&json!({"userId": uid, "items": []}))[0].keyword, "minItems");
+        assert!(order_schema().is_valid(&json!({"userId": uid, "items": [{"productId": "p", "quantity": 10000}]})));
+    }
+
+    #[test]
+    fn pointer_tokens_are_escaped() {
+        let errors = order_schema().errors(&json!({"a/b~c": 1, "userId": "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e", "items": [{"productId": "p", "quantity": 1}]}));
+        assert_eq!(errors[0].location, crate::problem::Location::Pointer("/a~1b~0c".into()));
+    }
+
+    #[test]
+    fn malformed_json_says_where() {
+        let p = parse_json(b"{\n  \"a\": 1,\n  \"b\": }").unwrap_err();
+        assert_eq!(p.kind, ProblemKind::MalformedJson);
+        assert!(p.detail.contains("line 3 column 8"), "{}", p.detail);
+        assert!(p.detail.contains("byte offset 19"), "{}", p.detail);
+        let p = parse_json(b"").unwrap_err();
+        assert!(p.detail.contains("line 1 column 0"), "{}", p.detail);
+    }
+
+    #[test]
+    fn non_utf8_says_where() {
+        let p = parse_json(b"{\"a\": \"\xff\"}").unwrap_err();
+        assert_eq!(p.kind, ProblemKind::MalformedJson);
+        assert!(p.detail.contains("byte offset 7"), "{}", p.detail);
+        assert!(p.detail.contains("line 1, column 8"), "{}", p.detail);
+    }
+}

@@ -1,0 +1,2 @@
+pub struct PgConnection;
+pub struct PgConnectionBuilder;
