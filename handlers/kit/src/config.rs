@@ -96,7 +96,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { app_env: AppEnv::Development, log_level: LogLevel::Info, database: Database::Sqlite }
+        Config {
+            app_env: AppEnv::Development,
+            log_level: LogLevel::Info,
+            database: Database::Sqlite,
+        }
     }
 }
 
@@ -152,7 +156,12 @@ impl std::error::Error for ConfigError {}
 /// The variable names a config may hold, from `schemas/config.json`.
 pub fn variable_names() -> Vec<String> {
     let schema: Value = serde_json::from_str(crate::schemas::CONFIG).expect("config schema is JSON");
-    schema["properties"].as_object().expect("config schema has properties").keys().cloned().collect()
+    schema["properties"]
+        .as_object()
+        .expect("config schema has properties")
+        .keys()
+        .cloned()
+        .collect()
 }
 
 impl Config {
@@ -176,7 +185,11 @@ impl Config {
             "" => Database::Sqlite,
             url => Database::Postgres(Secret::new(url.to_string())),
         };
-        Ok(Config { app_env, log_level, database })
+        Ok(Config {
+            app_env,
+            log_level,
+            database,
+        })
     }
 }
 
@@ -185,7 +198,10 @@ impl Config {
 pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     let schema = SCHEMA.get_or_init(|| Schema::compile(crate::schemas::CONFIG));
-    let object: Map<String, Value> = values.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let object: Map<String, Value> = values
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     let errors: Vec<FieldError> = schema
         .errors(&Value::Object(object))
         .into_iter()
@@ -198,10 +214,18 @@ pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
                 "additionalProperties" => "not a variable of this app".to_string(),
                 _ => e.message,
             };
-            FieldError { location: Location::Parameter(name), keyword: e.keyword, message }
+            FieldError {
+                location: Location::Parameter(name),
+                keyword: e.keyword,
+                message,
+            }
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(ConfigError { errors }) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { errors })
+    }
 }
 
 #[cfg(test)]
@@ -241,7 +265,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.names(), vec!["app_env", "database_url", "log_level"]);
         let shown = format!("{err} {:?} {:?}", err, err.to_problem());
-        assert!(!shown.contains("hunter2") && !shown.contains("staging") && !shown.contains("verbose"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("staging") && !shown.contains("verbose"),
+            "{shown}"
+        );
         assert_eq!(err.to_problem().kind, ProblemKind::InvalidConfig);
     }
 

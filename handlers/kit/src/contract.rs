@@ -25,7 +25,12 @@ pub struct BodyContract {
 
 impl BodyContract {
     pub const fn new(schema_file: &'static str, schema: &'static str, limit: usize) -> Self {
-        BodyContract { schema_file, schema, limit, compiled: OnceLock::new() }
+        BodyContract {
+            schema_file,
+            schema,
+            limit,
+            compiled: OnceLock::new(),
+        }
     }
 
     /// The compiled schema, built on first use and kept for the life of the
@@ -37,7 +42,10 @@ impl BodyContract {
 
 impl std::fmt::Debug for BodyContract {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BodyContract").field("schema_file", &self.schema_file).field("limit", &self.limit).finish()
+        f.debug_struct("BodyContract")
+            .field("schema_file", &self.schema_file)
+            .field("limit", &self.limit)
+            .finish()
     }
 }
 
@@ -121,8 +129,19 @@ pub static GET_ORDER: Route = Route {
     operation_id: "getOrder",
     summary: "Read an order",
     body: None,
-    responses: &[ResponseContract { status: 200, description: "The order.", schema_file: Some("order.response.json") }],
-    problems: &[InvalidParameter, NotFound, MethodNotAllowed, InvalidConfig, InternalError, DependencyUnavailable],
+    responses: &[ResponseContract {
+        status: 200,
+        description: "The order.",
+        schema_file: Some("order.response.json"),
+    }],
+    problems: &[
+        InvalidParameter,
+        NotFound,
+        MethodNotAllowed,
+        InvalidConfig,
+        InternalError,
+        DependencyUnavailable,
+    ],
 };
 
 pub static HEALTH: Route = Route {
@@ -133,7 +152,11 @@ pub static HEALTH: Route = Route {
     summary: "Health of the service and its database",
     body: None,
     responses: &[
-        ResponseContract { status: 200, description: "Every check is ok.", schema_file: Some("health.response.json") },
+        ResponseContract {
+            status: 200,
+            description: "Every check is ok.",
+            schema_file: Some("health.response.json"),
+        },
         ResponseContract {
             status: 503,
             description: "A check failed; `checks` names it.",
@@ -150,7 +173,11 @@ pub static OPENAPI: Route = Route {
     operation_id: "openapi",
     summary: "This OpenAPI 3.1 document",
     body: None,
-    responses: &[ResponseContract { status: 200, description: "The OpenAPI document.", schema_file: None }],
+    responses: &[ResponseContract {
+        status: 200,
+        description: "The OpenAPI document.",
+        schema_file: None,
+    }],
     problems: &COMMON,
 };
 

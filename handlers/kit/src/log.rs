@@ -15,7 +15,11 @@ pub struct Logger {
 
 impl Logger {
     pub fn new(component: &'static str, request_id: String, level: LogLevel) -> Self {
-        Logger { component, request_id, level }
+        Logger {
+            component,
+            request_id,
+            level,
+        }
     }
 
     pub fn request_id(&self) -> &str {
@@ -93,7 +97,10 @@ mod tests {
         assert_eq!(v["requestId"], "req-9");
         assert_eq!(v["status"], 200);
         let time = v["time"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z') && time.len() == 24, "{time}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z') && time.len() == 24,
+            "{time}"
+        );
     }
 
     #[test]

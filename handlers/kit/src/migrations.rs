@@ -4,12 +4,16 @@
 //! passes them to `--sqlite`, `make migrate` for PostgreSQL), never per request.
 
 /// `(name, SQL)` in order, for SQLite.
-pub const SQLITE: &[(&str, &str)] =
-    &[("0001_create_orders", include_str!("../../../migrations/sqlite/0001_create_orders.sql"))];
+pub const SQLITE: &[(&str, &str)] = &[(
+    "0001_create_orders",
+    include_str!("../../../migrations/sqlite/0001_create_orders.sql"),
+)];
 
 /// `(name, SQL)` in order, for PostgreSQL.
-pub const POSTGRES: &[(&str, &str)] =
-    &[("0001_create_orders", include_str!("../../../migrations/postgres/0001_create_orders.sql"))];
+pub const POSTGRES: &[(&str, &str)] = &[(
+    "0001_create_orders",
+    include_str!("../../../migrations/postgres/0001_create_orders.sql"),
+)];
 
 /// Splits a migration file into statements for interfaces that take one at
 /// a time. Migrations keep `;` out of literals and comments, so this is exact.
@@ -18,7 +22,13 @@ pub fn statements(sql: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 fn strip_comments(chunk: &str) -> String {
-    chunk.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_string()
+    chunk
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]

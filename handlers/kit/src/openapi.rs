@@ -73,10 +73,14 @@ fn operation(route: &Route) -> Value {
     let mut responses = Map::new();
     for r in route.responses {
         let mut response = json!({ "description": r.description });
-        let schema = r.schema_file.map(schema_ref).unwrap_or_else(|| json!({ "type": "object" }));
+        let schema = r
+            .schema_file
+            .map(schema_ref)
+            .unwrap_or_else(|| json!({ "type": "object" }));
         response["content"] = json!({ "application/json": { "schema": schema } });
         if r.status == 201 {
-            response["headers"] = json!({ "Location": { "schema": { "type": "string" }, "description": "URL of the new resource." } });
+            response["headers"] =
+                json!({ "Location": { "schema": { "type": "string" }, "description": "URL of the new resource." } });
         }
         responses.insert(r.status.to_string(), response);
     }
@@ -132,9 +136,8 @@ fn problem_catalogue() -> Value {
 }
 
 fn description() -> String {
-    let mut text = String::from(
-        "Every error is RFC 9457 `application/problem+json` (schema `problem`). Problem types:\n\n",
-    );
+    let mut text =
+        String::from("Every error is RFC 9457 `application/problem+json` (schema `problem`). Problem types:\n\n");
     for entry in problem_catalogue().as_array().into_iter().flatten() {
         text.push_str(&format!(
             "- `{}` ({}): {}\n",
@@ -161,7 +164,9 @@ mod tests {
                     assert!(op["responses"][r.status.to_string()].is_object());
                 }
                 for kind in route.problems {
-                    let text = op["responses"][kind.status().as_u16().to_string()]["description"].as_str().unwrap();
+                    let text = op["responses"][kind.status().as_u16().to_string()]["description"]
+                        .as_str()
+                        .unwrap();
                     assert!(text.contains(kind.type_uri()), "{} {text}", route.path);
                 }
             }

@@ -167,8 +167,14 @@ pub async fn health<D: Database>(ctx: &Ctx, store: Result<OrderStore<D>, DbError
     match outcome {
         Ok(()) => json(StatusCode::OK, &json!({"status": "ok", "checks": {"database": "ok"}})),
         Err(e) => {
-            ctx.log.warn("health check failed", &[("check", json!("database")), ("error", json!(e.to_string()))]);
-            json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unavailable", "checks": {"database": "failing"}}))
+            ctx.log.warn(
+                "health check failed",
+                &[("check", json!("database")), ("error", json!(e.to_string()))],
+            );
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "checks": {"database": "failing"}}),
+            )
         }
     }
 }

@@ -46,7 +46,11 @@ pub enum BodyError {
 
 impl BodySource for Bytes {
     async fn read(self, limit: usize) -> Result<Bytes, BodyError> {
-        if self.len() > limit { Err(BodyError::TooLarge) } else { Ok(self) }
+        if self.len() > limit {
+            Err(BodyError::TooLarge)
+        } else {
+            Ok(self)
+        }
     }
 }
 
@@ -61,7 +65,10 @@ pub struct Ctx {
 impl Ctx {
     /// A path parameter, as Spin passes it in `spin-path-match-<name>`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.head.headers.get(format!("spin-path-match-{name}")).and_then(|v| v.to_str().ok())
+        self.head
+            .headers
+            .get(format!("spin-path-match-{name}"))
+            .and_then(|v| v.to_str().ok())
     }
 
     pub fn request_id(&self) -> &str {
@@ -92,7 +99,12 @@ where
 
     let outcome = match admit::<B, T>(route, &head, body, &config, &log).await {
         Ok(input) => {
-            let ctx = Ctx { route, head, config: config.unwrap_or_default(), log: log.clone() };
+            let ctx = Ctx {
+                route,
+                head,
+                config: config.unwrap_or_default(),
+                log: log.clone(),
+            };
             logic(&ctx, input).await
         }
         Err(problem) => Err(problem),
@@ -101,7 +113,13 @@ where
         Ok(response) => response,
         Err(problem) => {
             if problem.status().is_server_error() {
-                log.error("request failed", &[("problem", json!(problem.kind.type_uri())), ("detail", json!(problem.detail))]);
+                log.error(
+                    "request failed",
+                    &[
+                        ("problem", json!(problem.kind.type_uri())),
+                        ("detail", json!(problem.detail)),
+                    ],
+                );
             }
             problem.into_response(&instance, log.request_id())
         }
@@ -132,7 +150,12 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         let allow = HeaderValue::from_str(&route.allow_header()).expect("method names are valid header text");
         return Err(Problem::new(
             ProblemKind::MethodNotAllowed,
-            format!("{} does not serve {}; use {}", route.path, head.method, route.allow_header()),
+            format!(
+                "{} does not serve {}; use {}",
+                route.path,
+                head.method,
+                route.allow_header()
+            ),
         )
         .with_header(header::ALLOW, allow));
     }
@@ -145,7 +168,10 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
     };
     check_json_content_type(head)?;
     let too_large = || {
-        Problem::new(ProblemKind::PayloadTooLarge, format!("the body limit of this route is {} bytes", contract.limit))
+        Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body limit of this route is {} bytes", contract.limit),
+        )
     };
     if declared_length(head).is_some_and(|n| n > contract.limit as u64) {
         return Err(too_large());
@@ -155,7 +181,10 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         Err(BodyError::TooLarge) => return Err(too_large()),
         Err(BodyError::Failed(e)) => {
             log.warn("body read failed", &[("error", json!(e))]);
-            return Err(Problem::new(ProblemKind::MalformedJson, "the body could not be read completely"));
+            return Err(Problem::new(
+                ProblemKind::MalformedJson,
+                "the body could not be read completely",
+            ));
         }
     };
     let value = parse_json(&bytes)?;
@@ -166,23 +195,37 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
     }
     serde_json::from_value(value).map_err(|e| {
         // The schema and the type agree; reaching this is a defect, reported plainly.
-        Problem::new(ProblemKind::ValidationFailed, format!("body does not match the route's type: {e}"))
+        Problem::new(
+            ProblemKind::ValidationFailed,
+            format!("body does not match the route's type: {e}"),
+        )
     })
 }
 
 fn declared_length(head: &Parts) -> Option<u64> {
-    head.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    head.headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `application/json`, any case, with at most a UTF-8 `charset` parameter.
 fn check_json_content_type(head: &Parts) -> Result<(), Problem> {
     let unsupported = |what: &str| {
-        Problem::new(ProblemKind::UnsupportedMediaType, format!("{what}; send Content-Type: application/json"))
+        Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            format!("{what}; send Content-Type: application/json"),
+        )
     };
     let Some(value) = head.headers.get(header::CONTENT_TYPE) else {
         return Err(unsupported("the request has no Content-Type"));
     };
-    let value = value.to_str().map_err(|_| unsupported("the Content-Type is not readable"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unsupported("the Content-Type is not readable"))?;
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
@@ -203,7 +246,9 @@ fn finish(response: &mut Response<Bytes>, method: &Method, log: &Logger) {
     response.headers_mut().insert(request_id::HEADER, id);
     if method == Method::HEAD {
         let length = response.body().len();
-        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         *response.body_mut() = Bytes::new();
     }
 }
@@ -213,7 +258,9 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Bytes> {
     let body = serde_json::to_vec(value).expect("answers always serialise");
     let mut response = Response::new(Bytes::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -243,11 +290,16 @@ mod tests {
         (response, value)
     }
 
-    const VALID: &[u8] = br#"{"userId":"0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e","items":[{"productId":"a","quantity":1}]}"#;
+    const VALID: &[u8] =
+        br#"{"userId":"0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e","items":[{"productId":"a","quantity":1}]}"#;
 
     #[test]
     fn valid_body_reaches_the_logic() {
-        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json; charset=UTF-8")), VALID);
+        let (r, v) = run(
+            &CREATE_ORDER,
+            head("POST", Some("application/json; charset=UTF-8")),
+            VALID,
+        );
         assert_eq!(r.status(), 200);
         assert_eq!(v["items"][0]["quantity"], 1);
         assert!(r.headers().contains_key("x-request-id"));
@@ -263,7 +315,12 @@ mod tests {
 
     #[test]
     fn content_types() {
-        for bad in [None, Some("text/plain"), Some("application/json; charset=latin1"), Some("application/jsonx")] {
+        for bad in [
+            None,
+            Some("text/plain"),
+            Some("application/json; charset=latin1"),
+            Some("application/jsonx"),
+        ] {
             let (r, v) = run(&CREATE_ORDER, head("POST", bad), VALID);
             assert_eq!(r.status(), 415, "{bad:?}");
             assert_eq!(v["type"], "/problems/unsupported-media-type");
@@ -293,7 +350,11 @@ mod tests {
         let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json")), b"{\"userId\": ");
         assert_eq!(r.status(), 400);
         assert_eq!(v["type"], "/problems/malformed-json");
-        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json")), b"{\"items\": []}");
+        let (r, v) = run(
+            &CREATE_ORDER,
+            head("POST", Some("application/json")),
+            b"{\"items\": []}",
+        );
         assert_eq!(r.status(), 400);
         assert_eq!(v["type"], "/problems/validation-failed");
         assert_eq!(v["errors"].as_array().unwrap().len(), 2);
@@ -336,9 +397,13 @@ mod tests {
     fn callers_request_id_is_echoed() {
         let mut h = head("GET", None);
         h.headers.insert("x-request-id", HeaderValue::from_static("trace-abc"));
-        let r = futures::executor::block_on(serve(&GET_ORDER, h, Bytes::new(), Ok(Config::default()), async |c: &Ctx, (): ()| {
-            Ok(json(StatusCode::OK, &c.request_id().to_string()))
-        }));
+        let r = futures::executor::block_on(serve(
+            &GET_ORDER,
+            h,
+            Bytes::new(),
+            Ok(Config::default()),
+            async |c: &Ctx, (): ()| Ok(json(StatusCode::OK, &c.request_id().to_string())),
+        ));
         assert_eq!(r.headers()["x-request-id"], "trace-abc");
         assert_eq!(r.body().as_ref(), b"\"trace-abc\"");
     }

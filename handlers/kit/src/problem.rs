@@ -75,16 +75,14 @@ impl ProblemKind {
 
     pub fn status(self) -> StatusCode {
         match self {
-            ProblemKind::ValidationFailed
-            | ProblemKind::MalformedJson
-            | ProblemKind::InvalidParameter => StatusCode::BAD_REQUEST,
+            ProblemKind::ValidationFailed | ProblemKind::MalformedJson | ProblemKind::InvalidParameter => {
+                StatusCode::BAD_REQUEST
+            }
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ProblemKind::InvalidConfig | ProblemKind::InternalError => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ProblemKind::InvalidConfig | ProblemKind::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ProblemKind::DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -114,11 +112,19 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn at_pointer(pointer: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
-        Self { location: Location::Pointer(pointer.into()), keyword: keyword.into(), message: message.into() }
+        Self {
+            location: Location::Pointer(pointer.into()),
+            keyword: keyword.into(),
+            message: message.into(),
+        }
     }
 
     pub fn at_parameter(name: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
-        Self { location: Location::Parameter(name.into()), keyword: keyword.into(), message: message.into() }
+        Self {
+            location: Location::Parameter(name.into()),
+            keyword: keyword.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -134,7 +140,12 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into(), errors: Vec::new(), headers: Vec::new() }
+        Self {
+            kind,
+            detail: detail.into(),
+            errors: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -149,7 +160,10 @@ impl Problem {
 
     /// A `500` whose detail is safe to show: the cause goes to the log only.
     pub fn internal() -> Self {
-        Self::new(ProblemKind::InternalError, "The request could not be completed; see the log line with this requestId.")
+        Self::new(
+            ProblemKind::InternalError,
+            "The request could not be completed; see the log line with this requestId.",
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -227,7 +241,10 @@ mod tests {
     #[test]
     fn field_errors_serialise_with_pointer_or_parameter() {
         let e = serde_json::to_value(FieldError::at_pointer("/items/0/quantity", "minimum", "must be >= 1")).unwrap();
-        assert_eq!(e, serde_json::json!({"pointer": "/items/0/quantity", "keyword": "minimum", "message": "must be >= 1"}));
+        assert_eq!(
+            e,
+            serde_json::json!({"pointer": "/items/0/quantity", "keyword": "minimum", "message": "must be >= 1"})
+        );
         let e = serde_json::to_value(FieldError::at_parameter("id", "format", "must be a UUID")).unwrap();
         assert_eq!(e["parameter"], "id");
     }

@@ -25,7 +25,13 @@ mod tests {
         assert_eq!(accept_or_generate(Some(b"abc-123")), "abc-123");
         let max = "a".repeat(128);
         assert_eq!(accept_or_generate(Some(max.as_bytes())), max);
-        for bad in [&b""[..], b"has space", b"tab\t", "é".as_bytes(), "a".repeat(129).as_bytes()] {
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"tab\t",
+            "é".as_bytes(),
+            "a".repeat(129).as_bytes(),
+        ] {
             let id = accept_or_generate(Some(bad));
             assert!(uuid::Uuid::parse_str(&id).is_ok(), "{bad:?} -> {id}");
         }

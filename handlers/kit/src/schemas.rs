@@ -26,7 +26,10 @@ mod tests {
     fn every_schema_is_a_valid_2020_12_document() {
         for (name, text) in super::ALL {
             let value: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(value["$schema"], "https://json-schema.org/draft/2020-12/schema", "{name}");
+            assert_eq!(
+                value["$schema"], "https://json-schema.org/draft/2020-12/schema",
+                "{name}"
+            );
             jsonschema::draft202012::meta::validate(&value).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

@@ -41,7 +41,11 @@ impl Schema {
                         ));
                     }
                 }
-                kind => errors.push(FieldError::at_pointer(pointer, kind.keyword(), error.masked().to_string())),
+                kind => errors.push(FieldError::at_pointer(
+                    pointer,
+                    kind.keyword(),
+                    error.masked().to_string(),
+                )),
             }
         }
         errors
@@ -80,7 +84,11 @@ pub fn parse_json(body: &[u8]) -> Result<Value, Problem> {
 fn describe(e: &serde_json::Error) -> String {
     // serde_json's Display already says "at line L column C".
     let text = e.to_string();
-    if e.is_eof() && text.is_empty() { "unexpected end of body".into() } else { text }
+    if e.is_eof() && text.is_empty() {
+        "unexpected end of body".into()
+    } else {
+        text
+    }
 }
 
 fn line_column(prefix: &[u8]) -> (usize, usize) {
@@ -92,7 +100,11 @@ fn line_column(prefix: &[u8]) -> (usize, usize) {
 /// serde_json counts lines from 1 and columns (in bytes) from 1; column 0
 /// means "before the first byte of the line".
 fn byte_offset(text: &str, line: usize, column: usize) -> usize {
-    let line_start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     (line_start + column.saturating_sub(1)).min(text.len())
 }
 
@@ -147,17 +159,30 @@ mod tests {
     #[test]
     fn missing_fields_are_reported_at_their_parent() {
         let errors = order_schema().errors(&json!({}));
-        let keywords: Vec<_> = errors.iter().map(|e| (e.keyword.as_str(), e.location.clone())).collect();
+        let keywords: Vec<_> = errors
+            .iter()
+            .map(|e| (e.keyword.as_str(), e.location.clone()))
+            .collect();
         assert_eq!(keywords.len(), 2, "{errors:?}");
-        assert!(keywords.iter().all(|(k, l)| *k == "required" && *l == crate::problem::Location::Pointer(String::new())));
+        assert!(
+            keywords
+                .iter()
+                .all(|(k, l)| *k == "required" && *l == crate::problem::Location::Pointer(String::new()))
+        );
     }
 
     #[test]
     fn array_bounds_are_checked() {
         let many: Vec<_> = (0..101).map(|_| json!({"productId": "p", "quantity": 1})).collect();
         let uid = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
-        assert_eq!(order_schema().errors(&json!({"userId": uid, "items": many}))[0].keyword, "maxItems");
-        assert_eq!(order_schema().errors(&json!({"userId": uid, "items": []}))[0].keyword, "minItems");
+        assert_eq!(
+            order_schema().errors(&json!({"userId": uid, "items": many}))[0].keyword,
+            "maxItems"
+        );
+        assert_eq!(
+            order_schema().errors(&json!({"userId": uid, "items": []}))[0].keyword,
+            "minItems"
+        );
         assert!(order_schema().is_valid(&json!({"userId": uid, "items": [{"productId": "p", "quantity": 10000}]})));
     }
 
