@@ -53,14 +53,12 @@ impl Harness {
                 statements.push(std::fs::read_to_string(file).unwrap());
             }
         }
+        let mut variables = vec![("jwt_secret".to_string(), JWT_SECRET.to_string())];
+        variables.extend(setup.variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let options = runner::Options {
             manifest: root().join("spin.toml"),
             state_dir: state_dir.clone(),
-            variables: setup
-                .variables
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            variables,
             env: Some(Default::default()),
             sqlite_statements: statements,
             only_components: Some(setup.components.iter().map(|c| c.to_string()).collect()),
@@ -86,6 +84,18 @@ impl Harness {
         self.send(Request::get(path).body(Bytes::new()).unwrap()).await
     }
 
+    /// A GET as [`USER`].
+    pub async fn get_as_user(&self, path: &str) -> Reply {
+        self.send(
+            Request::get(path)
+                .header("authorization", bearer(USER))
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A JSON POST without credentials.
     pub async fn post_json(&self, path: &str, body: impl Into<Bytes>) -> Reply {
         self.send(
             Request::post(path)
@@ -94,6 +104,16 @@ impl Harness {
                 .unwrap(),
         )
         .await
+    }
+
+    /// A JSON POST as [`USER`].
+    pub async fn post_as_user(&self, path: &str, body: impl Into<Bytes>) -> Reply {
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .header("authorization", bearer(USER))
+            .body(body.into())
+            .unwrap();
+        self.send(request).await
     }
 }
 
@@ -178,3 +198,21 @@ pub fn order_body(user: &str) -> String {
 }
 
 pub const USER: &str = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
+
+/// The `jwt_secret` every harness runs with.
+pub const JWT_SECRET: &str = "component-tests-secret-0123456789abcdef";
+
+/// Signs `claims` (HS256) with `secret`.
+pub fn sign(claims: &Value, secret: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
+}
+
+/// `Bearer <token>` for `user`, valid for an hour.
+pub fn bearer(user: &str) -> String {
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    format!(
+        "Bearer {}",
+        sign(&serde_json::json!({"sub": user, "exp": exp}), JWT_SECRET)
+    )
+}

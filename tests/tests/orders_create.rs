@@ -12,7 +12,7 @@ async fn harness() -> Harness {
 #[tokio::test(flavor = "multi_thread")]
 async fn creates_an_order() {
     let h = harness().await;
-    let r = h.post_json("/orders", order_body(USER)).await;
+    let r = h.post_as_user("/orders", order_body(USER)).await;
     let body = r.assert_json(201, "order-created.response.json");
     let id = body["orderId"].as_str().unwrap();
     assert_eq!(r.header("location"), format!("/orders/{id}"));
@@ -26,7 +26,7 @@ async fn every_failed_constraint_is_reported_with_its_pointer() {
         "items": [{"productId": "", "quantity": 0}, {"productId": "x".repeat(65), "quantity": "2", "price": 3}],
         "note": "hi"
     });
-    let r = h.post_json("/orders", body.to_string()).await;
+    let r = h.post_as_user("/orders", body.to_string()).await;
     let problem = r.assert_problem(400, "/problems/validation-failed");
     let mut found: Vec<(String, String)> = problem["errors"]
         .as_array()
@@ -82,7 +82,7 @@ async fn wrong_types_missing_fields_and_array_bounds() {
         ),
         (json!({"userId": USER, "items": "many"}), "/items", "type"),
     ] {
-        let r = h.post_json("/orders", body.to_string()).await;
+        let r = h.post_as_user("/orders", body.to_string()).await;
         let problem = r.assert_problem(400, "/problems/validation-failed");
         let first = &problem["errors"][0];
         assert_eq!(
@@ -92,7 +92,7 @@ async fn wrong_types_missing_fields_and_array_bounds() {
         );
     }
     let ok = h
-        .post_json(
+        .post_as_user(
             "/orders",
             json!({"userId": USER, "items": vec![json!({"productId": "a", "quantity": 10000}); 100]}).to_string(),
         )
@@ -103,15 +103,15 @@ async fn wrong_types_missing_fields_and_array_bounds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_non_utf8_json_say_where() {
     let h = harness().await;
-    let r = h.post_json("/orders", "{\"userId\": \"a\",\n \"items\": [}").await;
+    let r = h.post_as_user("/orders", "{\"userId\": \"a\",\n \"items\": [}").await;
     let p = r.assert_problem(400, "/problems/malformed-json");
     assert!(p["detail"].as_str().unwrap().contains("line 2 column 12"), "{p}");
     let r = h
-        .post_json("/orders", Bytes::from_static(b"{\"userId\": \"\xc3\x28\"}"))
+        .post_as_user("/orders", Bytes::from_static(b"{\"userId\": \"\xc3\x28\"}"))
         .await;
     let p = r.assert_problem(400, "/problems/malformed-json");
     assert!(p["detail"].as_str().unwrap().contains("byte offset 12"), "{p}");
-    h.post_json("/orders", "")
+    h.post_as_user("/orders", "")
         .await
         .assert_problem(400, "/problems/malformed-json");
 }
@@ -125,7 +125,7 @@ async fn wrong_content_types_are_415() {
         Some("application/x-www-form-urlencoded"),
         Some("application/json; charset=iso-8859-1"),
     ] {
-        let mut request = Request::post("/orders");
+        let mut request = Request::post("/orders").header("authorization", bearer(USER));
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
@@ -135,6 +135,7 @@ async fn wrong_content_types_are_415() {
     let r = h
         .send(
             Request::post("/orders")
+                .header("authorization", bearer(USER))
                 .header("content-type", "application/json;charset=utf-8")
                 .body(Bytes::from(order_body(USER)))
                 .unwrap(),
@@ -147,9 +148,11 @@ async fn wrong_content_types_are_415() {
 async fn huge_bodies_are_413() {
     let h = harness().await;
     let padding = " ".repeat(64 * 1024);
-    let r = h.post_json("/orders", format!("{}{padding}", order_body(USER))).await;
+    let r = h
+        .post_as_user("/orders", format!("{}{padding}", order_body(USER)))
+        .await;
     r.assert_problem(413, "/problems/payload-too-large");
-    let r = h.post_json("/orders", vec![b'['; 5 * 1024 * 1024]).await;
+    let r = h.post_as_user("/orders", vec![b'['; 5 * 1024 * 1024]).await;
     r.assert_problem(413, "/problems/payload-too-large");
 }
 
@@ -179,6 +182,7 @@ async fn request_ids_are_echoed_when_sane_and_replaced_otherwise() {
     let h = harness().await;
     let send = |id: &'static str| {
         Request::post("/orders")
+            .header("authorization", bearer(USER))
             .header("content-type", "application/json")
             .header("x-request-id", id)
             .body(Bytes::from(order_body(USER)))
@@ -197,7 +201,7 @@ async fn a_bad_config_is_a_500_naming_the_variable_never_its_value() {
         migrate: true,
     })
     .await;
-    let r = h.post_json("/orders", order_body(USER)).await;
+    let r = h.post_as_user("/orders", order_body(USER)).await;
     let p = r.assert_problem(500, "/problems/invalid-config");
     assert_eq!(p["errors"][0]["parameter"], "database_url");
     assert!(!String::from_utf8_lossy(&r.body).contains("hunter2"));

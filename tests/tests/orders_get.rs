@@ -18,11 +18,11 @@ async fn harness() -> Harness {
 async fn reads_back_what_was_created() {
     let h = harness().await;
     let created = h
-        .post_json("/orders", order_body(USER))
+        .post_as_user("/orders", order_body(USER))
         .await
         .assert_json(201, "order-created.response.json");
     let id = created["orderId"].as_str().unwrap();
-    let r = h.get(&format!("/orders/{id}")).await;
+    let r = h.get_as_user(&format!("/orders/{id}")).await;
     let order = r.assert_json(200, "order.response.json");
     assert_eq!(order["id"], id);
     assert_eq!(order["userId"], USER);
@@ -37,7 +37,7 @@ async fn reads_back_what_was_created() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_id_is_404_and_bad_id_is_400() {
     let h = harness().await;
-    h.get("/orders/9a3c1e5e-1111-4222-8333-444455556666")
+    h.get_as_user("/orders/9a3c1e5e-1111-4222-8333-444455556666")
         .await
         .assert_problem(404, "/problems/not-found");
     for bad in [
@@ -47,7 +47,7 @@ async fn unknown_id_is_404_and_bad_id_is_400() {
         "%27%20OR%201=1--",
     ] {
         let p = h
-            .get(&format!("/orders/{bad}"))
+            .get_as_user(&format!("/orders/{bad}"))
             .await
             .assert_problem(400, "/problems/invalid-parameter");
         assert_eq!(p["errors"][0]["parameter"], "id");
@@ -57,14 +57,28 @@ async fn unknown_id_is_404_and_bad_id_is_400() {
 #[tokio::test(flavor = "multi_thread")]
 async fn head_follows_get_and_other_methods_are_405() {
     let h = harness().await;
-    let created = h.post_json("/orders", order_body(USER)).await.json();
+    let created = h.post_as_user("/orders", order_body(USER)).await.json();
     let path = format!("/orders/{}", created["orderId"].as_str().unwrap());
-    let r = h.send(Request::head(&path).body(Bytes::new()).unwrap()).await;
+    let r = h
+        .send(
+            Request::head(&path)
+                .header("authorization", bearer(USER))
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     for method in ["POST", "PUT", "DELETE"] {
         let r = h
-            .send(Request::builder().method(method).uri(&path).body(Bytes::new()).unwrap())
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .header("authorization", bearer(USER))
+                    .body(Bytes::new())
+                    .unwrap(),
+            )
             .await;
         r.assert_problem(405, "/problems/method-not-allowed");
         assert_eq!(r.header("allow"), "GET, HEAD");

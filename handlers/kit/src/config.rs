@@ -5,6 +5,7 @@
 //! (never by value: `database_url` is a secret), and a component refuses to
 //! serve with a bad config. `make up` runs the same check before serving.
 
+use crate::auth::AuthConfig;
 use crate::problem::{FieldError, Location, Problem, ProblemKind};
 use crate::validate::Schema;
 use serde_json::{Map, Value};
@@ -92,6 +93,8 @@ pub struct Config {
     pub app_env: AppEnv,
     pub log_level: LogLevel,
     pub database: Database,
+    /// Present when `jwt_secret` is mapped into the component.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for Config {
@@ -100,6 +103,7 @@ impl Default for Config {
             app_env: AppEnv::Development,
             log_level: LogLevel::Info,
             database: Database::Sqlite,
+            auth: None,
         }
     }
 }
@@ -111,6 +115,13 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// A required variable that is not mapped into the component.
+    pub fn missing(name: &str) -> Self {
+        ConfigError {
+            errors: vec![FieldError::at_parameter(name, "required", "the variable is required by this component")],
+        }
+    }
+
     /// The names of the bad variables, for messages and logs.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -185,10 +196,17 @@ impl Config {
             "" => Database::Sqlite,
             url => Database::Postgres(Secret::new(url.to_string())),
         };
+        let non_empty = |name: &str| get(name).filter(|v| !v.is_empty()).map(String::from);
+        let auth = get("jwt_secret").map(|secret| AuthConfig {
+            secret: Secret::new(secret.to_string()),
+            issuer: non_empty("jwt_issuer"),
+            audience: non_empty("jwt_audience"),
+        });
         Ok(Config {
             app_env,
             log_level,
             database,
+            auth,
         })
     }
 }
@@ -270,6 +288,18 @@ mod tests {
             "{shown}"
         );
         assert_eq!(err.to_problem().kind, ProblemKind::InvalidConfig);
+    }
+
+    #[test]
+    fn jwt_secret_is_at_least_32_bytes_and_never_shown() {
+        let short = "too-short-secret";
+        let err = Config::from_values(&values(&[("jwt_secret", short)])).unwrap_err();
+        assert_eq!(err.names(), vec!["jwt_secret"]);
+        assert!(!format!("{err} {err:?}").contains(short));
+        let c = Config::from_values(&values(&[("jwt_secret", &"k".repeat(32)), ("jwt_issuer", "")])).unwrap();
+        let auth = c.auth.unwrap();
+        assert_eq!(auth.issuer, None);
+        assert!(!format!("{auth:?}").contains("kkkk"));
     }
 
     #[test]

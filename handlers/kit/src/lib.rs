@@ -15,14 +15,18 @@
 //!   constraint by JSON pointer.
 //! - [`config`]: the component's Spin variables turned into one typed,
 //!   validated [`config::Config`].
+//! - [`auth`]: bearer JWT verification (HS256) of the caller.
 //! - [`log`]: one JSON object per line on stdout.
 //! - [`orders`] and [`sql`]: the order domain and its store over any SQL
 //!   database (SQLite or PostgreSQL).
 //! - [`openapi`]: the OpenAPI 3.1 document, assembled from `schemas/`.
+//! - `imaging` (feature `imaging`): the image pipeline of `POST /images/resize`,
+//!   so that only that component carries codecs.
 //! - `spin` (feature `spin`): the only module that knows about `spin-sdk`.
 //!
 //! Everything but `spin` is plain Rust and is tested natively.
 
+pub mod auth;
 pub mod config;
 pub mod contract;
 pub mod log;
@@ -36,5 +40,7 @@ pub mod schemas;
 pub mod sql;
 pub mod validate;
 
+#[cfg(feature = "imaging")]
+pub mod imaging;
 #[cfg(feature = "spin")]
 pub mod spin;

@@ -15,10 +15,12 @@
 //! 6. `x-request-id` on the answer, `HEAD` stripped of its body, one summary
 //!    log line (`method`, route template `path`, `status`, `durationMs`).
 
+use crate::auth::{self, Caller};
 use crate::config::{Config, ConfigError, LogLevel};
-use crate::contract::Route;
+use chrono::{DateTime, Utc};
+use crate::contract::{BodyContract, RawContract, Route};
 use crate::log::Logger;
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{FieldError, Problem, ProblemKind};
 use crate::request_id;
 use crate::validate::parse_json;
 use bytes::Bytes;
@@ -60,6 +62,22 @@ pub struct Ctx {
     pub head: Parts,
     pub config: Config,
     pub log: Logger,
+    /// The authenticated caller, on routes with `auth`.
+    pub caller: Option<Caller>,
+    /// The request's time: one clock reading, injectable in tests.
+    pub now: DateTime<Utc>,
+    /// The body, when it came in one of the route's raw media types
+    /// ([`crate::contract::RawContract`]); the logic's input then holds the
+    /// query parameters.
+    pub raw: Option<RawBody>,
+}
+
+/// A body taken as it came, not parsed.
+#[derive(Clone, Debug)]
+pub struct RawBody {
+    /// The `Content-Type` essence, lower case (e.g. `image/png`).
+    pub media_type: String,
+    pub bytes: Bytes,
 }
 
 impl Ctx {
@@ -90,6 +108,23 @@ where
     T: DeserializeOwned,
     F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
 {
+    serve_at(Utc::now(), route, head, body, config, logic).await
+}
+
+/// [`serve`] at a given time, for tests that move the clock.
+pub async fn serve_at<B, T, F>(
+    now: DateTime<Utc>,
+    route: &'static Route,
+    head: Parts,
+    body: B,
+    config: Result<Config, ConfigError>,
+    logic: F,
+) -> Response<Bytes>
+where
+    B: BodySource,
+    T: DeserializeOwned,
+    F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
+{
     let started = Instant::now();
     let request_id = request_id::accept_or_generate(head.headers.get(request_id::HEADER).map(HeaderValue::as_bytes));
     let level = config.as_ref().map(|c| c.log_level).unwrap_or(LogLevel::Info);
@@ -97,13 +132,16 @@ where
     let method = head.method.clone();
     let instance = head.uri.path().to_string();
 
-    let outcome = match admit::<B, T>(route, &head, body, &config, &log).await {
-        Ok(input) => {
+    let outcome = match admit::<B, T>(route, &head, body, &config, &log, now).await {
+        Ok((caller, input, raw)) => {
             let ctx = Ctx {
                 route,
                 head,
                 config: config.unwrap_or_default(),
                 log: log.clone(),
+                caller,
+                now,
+                raw,
             };
             logic(&ctx, input).await
         }
@@ -145,7 +183,8 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
     body: B,
     config: &Result<Config, ConfigError>,
     log: &Logger,
-) -> Result<T, Problem> {
+    now: DateTime<Utc>,
+) -> Result<(Option<Caller>, T, Option<RawBody>), Problem> {
     if !route.allows(&head.method) {
         let allow = HeaderValue::from_str(&route.allow_header()).expect("method names are valid header text");
         return Err(Problem::new(
@@ -159,24 +198,46 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         )
         .with_header(header::ALLOW, allow));
     }
-    if let Err(e) = config {
-        log.error("invalid config", &[("variables", json!(e.names()))]);
-        return Err(e.to_problem());
-    }
-    let Some(contract) = &route.body else {
-        return serde_json::from_value(Value::Null).map_err(|_| Problem::internal());
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            log.error("invalid config", &[("variables", json!(e.names()))]);
+            return Err(e.to_problem());
+        }
     };
-    check_json_content_type(head)?;
+    let caller = if route.auth {
+        let Some(auth) = &config.auth else {
+            log.error("invalid config", &[("variables", json!(["jwt_secret"]))]);
+            return Err(ConfigError::missing("jwt_secret").to_problem());
+        };
+        Some(auth::authenticate(&head.headers, auth, now.timestamp())?)
+    } else {
+        None
+    };
+    let Some(contract) = &route.body else {
+        let input = serde_json::from_value(Value::Null).map_err(|_| Problem::internal())?;
+        return Ok((caller, input, None));
+    };
+    let raw = raw_media_type(head, contract);
+    if raw.is_none() {
+        check_json_content_type(head, contract)?;
+    }
+    let limit = raw.as_ref().map_or(contract.limit, |(_, r)| r.limit);
+    // The raw form's parameters are in the query: checked before the body is read.
+    let parameters = match &raw {
+        Some(_) => Some(query_parameters(head, contract)?),
+        None => None,
+    };
     let too_large = || {
         Problem::new(
             ProblemKind::PayloadTooLarge,
-            format!("the body limit of this route is {} bytes", contract.limit),
+            format!("the body limit of this route is {limit} bytes for this Content-Type"),
         )
     };
-    if declared_length(head).is_some_and(|n| n > contract.limit as u64) {
+    if declared_length(head).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = match body.read(contract.limit).await {
+    let bytes = match body.read(limit).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => return Err(too_large()),
         Err(BodyError::Failed(e)) => {
@@ -187,19 +248,23 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
             ));
         }
     };
+    if let (Some((media_type, _)), Some(parameters)) = (raw, parameters) {
+        return Ok((caller, parameters, Some(RawBody { media_type, bytes })));
+    }
     let value = parse_json(&bytes)?;
     let errors = contract.compiled().errors(&value);
     if !errors.is_empty() {
         let detail = format!("{} constraint(s) failed; see errors", errors.len());
         return Err(Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors));
     }
-    serde_json::from_value(value).map_err(|e| {
+    let input = serde_json::from_value(value).map_err(|e| {
         // The schema and the type agree; reaching this is a defect, reported plainly.
         Problem::new(
             ProblemKind::ValidationFailed,
             format!("body does not match the route's type: {e}"),
         )
-    })
+    })?;
+    Ok((caller, input, None))
 }
 
 fn declared_length(head: &Parts) -> Option<u64> {
@@ -212,12 +277,52 @@ fn declared_length(head: &Parts) -> Option<u64> {
         .ok()
 }
 
+/// The `Content-Type` essence, lower case, when it is one of the route's raw
+/// media types (parameters such as `charset` mean nothing to bytes).
+fn raw_media_type<'c>(head: &Parts, contract: &'c BodyContract) -> Option<(String, &'c RawContract)> {
+    let raw = contract.raw.as_ref()?;
+    let value = head.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    raw.media_types.contains(&essence.as_str()).then_some((essence, raw))
+}
+
+/// The query string as a JSON object for the raw form's parameter schema:
+/// integers become numbers, everything else stays a string (so `width=1.5`
+/// or `width=abc` fail the schema's `type`). Every failure is reported, each
+/// named by its parameter, as `400 invalid-parameter`.
+fn query_parameters<T: DeserializeOwned>(head: &Parts, contract: &BodyContract) -> Result<T, Problem> {
+    let mut object = serde_json::Map::new();
+    let mut errors = Vec::new();
+    for (name, value) in form_urlencoded::parse(head.uri.query().unwrap_or_default().as_bytes()) {
+        if object.contains_key(name.as_ref()) {
+            errors.push(FieldError::at_parameter(name, "duplicate", "given more than once"));
+            continue;
+        }
+        let value = value.parse::<i64>().map_or_else(|_| json!(value), |n| json!(n));
+        object.insert(name.into_owned(), value);
+    }
+    let parameters = Value::Object(object);
+    if let Some(schema) = contract.compiled_parameters() {
+        errors.extend(schema.parameter_errors(&parameters));
+    }
+    if !errors.is_empty() {
+        let detail = format!("{} query parameter constraint(s) failed; see errors", errors.len());
+        return Err(Problem::new(ProblemKind::InvalidParameter, detail).with_errors(errors));
+    }
+    serde_json::from_value(parameters)
+        .map_err(|e| Problem::new(ProblemKind::InvalidParameter, format!("parameters do not match the route's type: {e}")))
+}
+
 /// `application/json`, any case, with at most a UTF-8 `charset` parameter.
-fn check_json_content_type(head: &Parts) -> Result<(), Problem> {
+fn check_json_content_type(head: &Parts, contract: &BodyContract) -> Result<(), Problem> {
+    let accepted = std::iter::once("application/json")
+        .chain(contract.raw.iter().flat_map(|r| r.media_types.iter().copied()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let unsupported = |what: &str| {
         Problem::new(
             ProblemKind::UnsupportedMediaType,
-            format!("{what}; send Content-Type: application/json"),
+            format!("{what}; send Content-Type: {accepted}"),
         )
     };
     let Some(value) = head.headers.get(header::CONTENT_TYPE) else {
@@ -229,7 +334,7 @@ fn check_json_content_type(head: &Parts) -> Result<(), Problem> {
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(unsupported("this route accepts only application/json"));
+        return Err(unsupported("this route does not accept this media type"));
     }
     for parameter in parts {
         let (name, val) = parameter.split_once('=').unwrap_or((parameter, ""));
@@ -267,7 +372,31 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{CREATE_ORDER, GET_ORDER};
+    use crate::contract::{BodyContract, DEFAULT_JSON_LIMIT};
+
+    /// Routes of the tests' own, without auth, to test the contract alone.
+    static CREATE_ORDER: Route = Route {
+        component: "test-post",
+        path: "/orders",
+        methods: &[Method::POST],
+        operation_id: "testPost",
+        summary: "",
+        body: Some(BodyContract::new("order-create.request.json", crate::schemas::ORDER_CREATE_REQUEST, DEFAULT_JSON_LIMIT)),
+        responses: &[],
+        problems: &[],
+        auth: false,
+    };
+    static GET_ORDER: Route = Route {
+        component: "test-get",
+        path: "/orders/:id",
+        methods: &[Method::GET],
+        operation_id: "testGet",
+        summary: "",
+        body: None,
+        responses: &[],
+        problems: &[],
+        auth: false,
+    };
     use http::Request;
 
     fn head(method: &str, content_type: Option<&str>) -> Parts {

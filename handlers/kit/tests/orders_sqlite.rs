@@ -3,13 +3,13 @@
 //! standing in for Spin's SQLite interface.
 
 use bytes::Bytes;
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use futures::executor::block_on;
 use http::{Request, Response};
 use kit::config::Config;
 use kit::contract::{CREATE_ORDER, GET_ORDER, HEALTH};
 use kit::orders::{self, NewOrder, OrderStore};
-use kit::pipeline::{Ctx, serve};
+use kit::pipeline::{Ctx, serve, serve_at};
 use kit::sql::{Database, DbError, Dialect, SqlValue};
 use kit::validate::Schema;
 use rusqlite::types::{Value as RValue, ValueRef};
@@ -105,37 +105,63 @@ mod tempdir {
     }
 }
 
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+
+fn config() -> Config {
+    let values = [("jwt_secret".to_string(), SECRET.to_string())].into();
+    Config::from_values(&values).unwrap()
+}
+
+fn noon() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+}
+
+/// A bearer token for `user`, valid around [`noon`] and long after.
+fn bearer(user: &str) -> String {
+    let claims = json!({"sub": user, "exp": noon().timestamp() + 7 * 24 * 3600});
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    format!("Bearer {}", jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap())
+}
+
 fn post(store: &OrderStore<Sqlite>, body: &str) -> Response<Bytes> {
-    let head = Request::post("/orders")
-        .header("content-type", "application/json")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
-    let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
-    block_on(serve(
+    post_as(store, USER, None, body, noon())
+}
+
+fn post_as(store: &OrderStore<Sqlite>, user: &str, key: Option<&str>, body: &str, now: DateTime<Utc>) -> Response<Bytes> {
+    let mut head = Request::post("/orders").header("content-type", "application/json").header("authorization", bearer(user));
+    if let Some(key) = key {
+        head = head.header("idempotency-key", key);
+    }
+    let head = head.body(()).unwrap().into_parts().0;
+    block_on(serve_at(
+        now,
         &CREATE_ORDER,
         head,
         Bytes::from(body.to_string()),
-        Ok(Config::default()),
-        async |ctx: &Ctx, order: NewOrder| orders::create(ctx, store, order, now).await,
+        Ok(config()),
+        async |ctx: &Ctx, order: NewOrder| orders::create(ctx, store, order).await,
     ))
 }
 
 fn get(store: &OrderStore<Sqlite>, id: &str) -> Response<Bytes> {
+    get_as(store, USER, id)
+}
+
+fn get_as(store: &OrderStore<Sqlite>, user: &str, id: &str) -> Response<Bytes> {
     let head = Request::get(format!("/orders/{id}"))
         .header("spin-path-match-id", id)
+        .header("authorization", bearer(user))
         .body(())
         .unwrap()
         .into_parts()
         .0;
-    block_on(serve(
-        &GET_ORDER,
-        head,
-        Bytes::new(),
-        Ok(Config::default()),
-        async |ctx: &Ctx, (): ()| orders::get(ctx, store).await,
-    ))
+    block_on(serve_at(noon(), &GET_ORDER, head, Bytes::new(), Ok(config()), async |ctx: &Ctx, (): ()| {
+        orders::get(ctx, store).await
+    }))
+}
+
+fn count(store: &OrderStore<Sqlite>) -> SqlValue {
+    block_on(store.database().query("SELECT COUNT(*) FROM orders", &[])).unwrap()[0][0].clone()
 }
 
 fn body(response: &Response<Bytes>) -> Value {
@@ -193,8 +219,7 @@ fn invalid_bodies_store_nothing() {
         &json!({"userId": USER, "items": [{"productId": "x", "quantity": 0}]}).to_string(),
     );
     assert_eq!(r.status(), 400);
-    let rows = block_on(store.database().query("SELECT COUNT(*) FROM orders", &[])).unwrap();
-    assert_eq!(rows[0][0], SqlValue::Integer(0));
+    assert_eq!(count(&store), SqlValue::Integer(0));
 }
 
 #[test]
@@ -249,4 +274,84 @@ fn migrations_are_idempotent() {
     let again = OrderStore::new(Sqlite::open(&path));
     let rows = block_on(again.database().query("SELECT COUNT(*) FROM orders", &[])).unwrap();
     assert_eq!(rows[0][0], SqlValue::Integer(1));
+}
+
+const OTHER: &str = "9a3c1e5e-1111-4222-8333-444455556666";
+
+#[test]
+fn orders_belong_to_the_token_subject() {
+    let (_dir, path) = temp_db();
+    let store = OrderStore::new(Sqlite::open(&path));
+    let forbidden = post_as(&store, OTHER, None, &kit_body(USER), noon());
+    assert_eq!(forbidden.status(), 403);
+    assert_eq!(body(&forbidden)["type"], "/problems/forbidden");
+    assert_eq!(count(&store), SqlValue::Integer(0));
+
+    let id = body(&post(&store, &kit_body(USER)))["orderId"].as_str().unwrap().to_string();
+    let hidden = get_as(&store, OTHER, &id);
+    assert_eq!(hidden.status(), 404, "someone else's order reads as missing");
+    assert_eq!(body(&hidden)["detail"], body(&get_as(&store, OTHER, OTHER))["detail"].as_str().unwrap().replace(OTHER, &id));
+}
+
+fn kit_body(user: &str) -> String {
+    json!({"userId": user, "items": [{"productId": "sku-1", "quantity": 1}]}).to_string()
+}
+
+#[test]
+fn idempotency_key_replays_within_24_hours_and_is_released_after() {
+    let (_dir, path) = temp_db();
+    let store = OrderStore::new(Sqlite::open(&path));
+    let first = post_as(&store, USER, Some("key-1"), &kit_body(USER), noon());
+    assert_eq!(first.status(), 201);
+    let id = body(&first)["orderId"].clone();
+
+    // Same key, same body (formatted differently), 23h59 later: the first answer.
+    let spaced = format!("  {}  ", kit_body(USER));
+    let again = post_as(&store, USER, Some("key-1"), &spaced, noon() + chrono::Duration::minutes(24 * 60 - 1));
+    assert_eq!(again.status(), 201);
+    assert_eq!(body(&again)["orderId"], id);
+    assert_eq!(again.headers()["location"], first.headers()["location"]);
+    assert_eq!(count(&store), SqlValue::Integer(1));
+
+    // Same key, other body: 422, nothing stored.
+    let other = json!({"userId": USER, "items": [{"productId": "sku-2", "quantity": 1}]}).to_string();
+    let reused = post_as(&store, USER, Some("key-1"), &other, noon() + chrono::Duration::hours(1));
+    assert_eq!(reused.status(), 422);
+    assert_eq!(body(&reused)["type"], "/problems/idempotency-key-reused");
+
+    // Another user's identical key is theirs.
+    let theirs = post_as(&store, OTHER, Some("key-1"), &kit_body(OTHER), noon());
+    assert_eq!(theirs.status(), 201);
+    assert_ne!(body(&theirs)["orderId"], id);
+
+    // After 24 hours the key is free again: a new order.
+    let later = post_as(&store, USER, Some("key-1"), &kit_body(USER), noon() + chrono::Duration::hours(24));
+    assert_eq!(later.status(), 201);
+    assert_ne!(body(&later)["orderId"], id);
+    assert_eq!(count(&store), SqlValue::Integer(3));
+}
+
+#[test]
+fn malformed_idempotency_keys_are_400() {
+    let (_dir, path) = temp_db();
+    let store = OrderStore::new(Sqlite::open(&path));
+    let long = "k".repeat(256);
+    for key in ["", long.as_str()] {
+        let r = post_as(&store, USER, Some(key), &kit_body(USER), noon());
+        assert_eq!(r.status(), 400, "{key:?}");
+        assert_eq!(body(&r)["errors"][0]["parameter"], "Idempotency-Key");
+    }
+    assert_eq!(post_as(&store, USER, Some(&"k".repeat(255)), &kit_body(USER), noon()).status(), 201);
+}
+
+#[test]
+fn missing_token_is_401_before_the_body_is_read() {
+    let (_dir, path) = temp_db();
+    let store = OrderStore::new(Sqlite::open(&path));
+    let head = Request::post("/orders").header("content-type", "text/plain").body(()).unwrap().into_parts().0;
+    let r = block_on(serve(&CREATE_ORDER, head, Bytes::from_static(b"x"), Ok(config()), async |ctx: &Ctx, order: NewOrder| {
+        orders::create(ctx, &store, order).await
+    }));
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders-api\"");
 }

@@ -14,7 +14,7 @@ async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
             let store = kit::spin::order_store(&ctx.config)
                 .await
                 .map_err(|e| orders::store_problem(ctx, e))?;
-            orders::create(ctx, &store, order, chrono::Utc::now()).await
+            orders::create(ctx, &store, order).await
         },
     )
     .await

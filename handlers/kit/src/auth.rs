@@ -1,0 +1,220 @@
+//! Bearer JWT authentication (RFC 6750, RFC 7519, RFC 8725).
+//!
+//! Tokens are HS256 only, signed with the `jwt_secret` variable. The crate
+//! `jsonwebtoken` checks the shape, the algorithm (anything but HS256,
+//! `none` included, is refused before the key is used), the signature, and
+//! `iss`/`aud` when configured. Time claims are checked here against an
+//! injected clock so the tests can move time; `exp` and `sub` are required.
+
+use crate::config::Secret;
+use crate::problem::{Problem, ProblemKind};
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: i64 = 30;
+
+/// The realm named in `WWW-Authenticate`.
+const REALM: &str = "orders-api";
+
+/// What verifying a token needs, from the component's config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub secret: Secret,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// The authenticated caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`: the user the caller acts as.
+    pub user_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    exp: i64,
+    nbf: Option<i64>,
+}
+
+/// Verifies the request's bearer token at time `now` (Unix seconds).
+pub fn authenticate(headers: &HeaderMap, config: &AuthConfig, now: i64) -> Result<Caller, Problem> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        // RFC 6750 §3.1: no error code when the request has no credentials.
+        return Err(challenge(None, "this route needs Authorization: Bearer <token>"));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty() && !token.contains(' '))
+        .ok_or_else(|| challenge(Some("invalid_request"), "the Authorization header must be `Bearer <token>`"))?;
+
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = config.audience.is_some();
+    if let Some(audience) = &config.audience {
+        validation.set_audience(&[audience]);
+    }
+    if let Some(issuer) = &config.issuer {
+        validation.set_issuer(&[issuer]);
+        validation.required_spec_claims.insert("iss".into());
+    }
+    let key = DecodingKey::from_secret(config.secret.expose().as_bytes());
+    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|e| invalid_token(reason(e.kind())))?
+        .claims;
+    if claims.exp + LEEWAY_SECONDS <= now {
+        return Err(invalid_token("the token has expired"));
+    }
+    if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_SECONDS > now) {
+        return Err(invalid_token("the token is not valid yet"));
+    }
+    let user_id = Uuid::try_parse(&claims.sub).map_err(|_| invalid_token("the token's sub is not a user id (UUID)"))?;
+    Ok(Caller { user_id })
+}
+
+fn reason(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+            "the token must be signed with HS256"
+        }
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (sub, exp)",
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token's audience is not accepted",
+        ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => "the token's claims are malformed",
+        _ => "the token is malformed",
+    }
+}
+
+fn invalid_token(detail: &str) -> Problem {
+    challenge(Some("invalid_token"), detail)
+}
+
+/// A `401` with its RFC 6750 challenge.
+fn challenge(error: Option<&str>, detail: &str) -> Problem {
+    let value = match error {
+        Some(code) => format!("Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{detail}\""),
+        None => format!("Bearer realm=\"{REALM}\""),
+    };
+    Problem::new(ProblemKind::Unauthorized, detail)
+        .with_header(WWW_AUTHENTICATE, HeaderValue::from_str(&value).expect("challenge text is ASCII"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::{Value, json};
+
+    pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+    const NOW: i64 = 1_800_000_000;
+    const USER: &str = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
+
+    fn config() -> AuthConfig {
+        AuthConfig { secret: Secret::new(SECRET.into()), issuer: None, audience: None }
+    }
+
+    fn sign(claims: Value, secret: &str) -> String {
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    fn check(token: &str, config: &AuthConfig) -> Result<Caller, Problem> {
+        authenticate(&headers(&format!("Bearer {token}")), config, NOW)
+    }
+
+    fn challenge_of(p: &Problem) -> String {
+        p.headers.iter().find(|(n, _)| n == WWW_AUTHENTICATE).unwrap().1.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_good_token_names_the_caller() {
+        let token = sign(json!({"sub": USER, "exp": NOW + 60}), SECRET);
+        assert_eq!(check(&token, &config()).unwrap().user_id.to_string(), USER);
+    }
+
+    #[test]
+    fn missing_and_malformed_headers() {
+        let p = authenticate(&HeaderMap::new(), &config(), NOW).unwrap_err();
+        assert_eq!(p.kind, ProblemKind::Unauthorized);
+        assert_eq!(challenge_of(&p), "Bearer realm=\"orders-api\"");
+        for bad in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "token"] {
+            let p = authenticate(&headers(bad), &config(), NOW).unwrap_err();
+            assert!(challenge_of(&p).contains("error=\"invalid_request\""), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_bad_token_is_invalid_token() {
+        let good = json!({"sub": USER, "exp": NOW + 60});
+        let tampered = {
+            let token = sign(good.clone(), SECRET);
+            let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+            let other = sign(json!({"sub": "9a3c1e5e-1111-4222-8333-444455556666", "exp": NOW + 60}), "x");
+            parts[1] = other.split('.').nth(1).unwrap().to_string();
+            parts.join(".")
+        };
+        let none_alg = {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), b64.encode(good.to_string()))
+        };
+        let hs512 = encode(&Header::new(Algorithm::HS512), &good, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        let cases = [
+            ("other secret", sign(good.clone(), "another-secret-of-enough-length-000000")),
+            ("tampered", tampered),
+            ("alg none", none_alg),
+            ("alg HS512", hs512),
+            ("expired", sign(json!({"sub": USER, "exp": NOW - LEEWAY_SECONDS}), SECRET)),
+            ("not yet valid", sign(json!({"sub": USER, "exp": NOW + 600, "nbf": NOW + LEEWAY_SECONDS + 1}), SECRET)),
+            ("no sub", sign(json!({"exp": NOW + 60}), SECRET)),
+            ("no exp", sign(json!({"sub": USER}), SECRET)),
+            ("sub not a uuid", sign(json!({"sub": "alice", "exp": NOW + 60}), SECRET)),
+            ("garbage", "a.b.c".to_string()),
+        ];
+        for (name, token) in cases {
+            let p = check(&token, &config()).unwrap_err();
+            assert_eq!(p.kind, ProblemKind::Unauthorized, "{name}");
+            assert!(challenge_of(&p).contains("error=\"invalid_token\""), "{name}: {}", challenge_of(&p));
+        }
+    }
+
+    #[test]
+    fn leeway_applies_to_time_claims() {
+        let just_expired = sign(json!({"sub": USER, "exp": NOW - LEEWAY_SECONDS + 1}), SECRET);
+        assert!(check(&just_expired, &config()).is_ok());
+        let almost_valid = sign(json!({"sub": USER, "exp": NOW + 600, "nbf": NOW + LEEWAY_SECONDS}), SECRET);
+        assert!(check(&almost_valid, &config()).is_ok());
+    }
+
+    #[test]
+    fn issuer_and_audience_when_configured() {
+        let strict = AuthConfig { issuer: Some("https://id.example".into()), audience: Some("orders".into()), ..config() };
+        let right = sign(json!({"sub": USER, "exp": NOW + 60, "iss": "https://id.example", "aud": "orders"}), SECRET);
+        assert!(check(&right, &strict).is_ok());
+        for wrong in [
+            json!({"sub": USER, "exp": NOW + 60, "iss": "https://evil.example", "aud": "orders"}),
+            json!({"sub": USER, "exp": NOW + 60, "iss": "https://id.example", "aud": "billing"}),
+            json!({"sub": USER, "exp": NOW + 60, "aud": "orders"}),
+        ] {
+            assert!(check(&sign(wrong.clone(), SECRET), &strict).is_err(), "{wrong}");
+        }
+    }
+}
