@@ -13,7 +13,13 @@ RUNNER := target/release/runner
 SQLITE_MIGRATIONS := $(foreach f,$(sort $(wildcard migrations/sqlite/*.sql)),--sqlite @$(f))
 SPIN := $(shell command -v spin 2>/dev/null)
 
-.PHONY: build components runner test up check-config fmt lint clean
+# The development-only token secret `make up` creates when none is given.
+DEV_SECRET := .spin/jwt_secret
+# Exported to the runner, spin and the token tool: SPIN_VARIABLE_JWT_SECRET wins.
+WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
+TTL ?= 3600
+
+.PHONY: build components runner test test-postgres up check-config dev-secret migrate token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -24,22 +30,45 @@ components:
 runner:
 	cargo build --release -p runner
 
-## test: native unit tests, then every component through the runner
+## test: native unit tests, every component through the runner on SQLite,
+## then the component suite again on a throwaway PostgreSQL server
 test: components
 	cargo build --profile component $(WASM) $(addprefix -p ,$(TEST_GUESTS))
 	cargo test --release -p kit -p runner -p component-tests
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: components
+	tests/postgres.sh cargo test --release -p component-tests
 
 ## check-config: refuse a bad config before serving, naming every bad variable
-check-config: runner
-	$(RUNNER) check --from spin.toml --config-schema schemas/config.json $(VARIABLES)
+check-config: runner dev-secret
+	$(WITH_SECRET) $(RUNNER) check --from spin.toml --config-schema schemas/config.json $(VARIABLES)
 
-## up: build, check the config, serve on $(LISTEN) (spin when installed)
-up: build check-config
-ifneq ($(SPIN),)
-	spin up --from spin.toml --listen $(LISTEN) $(SQLITE_MIGRATIONS) $(VARIABLES)
+## dev-secret: a development-only jwt_secret in .spin/ when none is given
+dev-secret:
+	@if [ -z "$${SPIN_VARIABLE_JWT_SECRET:-}" ] && [ ! -s $(DEV_SECRET) ]; then \
+	  mkdir -p .spin; (umask 077; head -c 48 /dev/urandom | base64 -w0 > $(DEV_SECRET)); \
+	  echo "Created a development-only jwt_secret in $(DEV_SECRET) (never use it in production)"; fi
+
+## migrate: apply the migrations of the configured database (idempotent)
+migrate:
+ifneq ($(SPIN_VARIABLE_DATABASE_URL),)
+	for f in $(sort $(wildcard migrations/postgres/*.sql)); do psql "$$SPIN_VARIABLE_DATABASE_URL" -v ON_ERROR_STOP=1 -q -f $$f; done
 else
-	$(RUNNER) up --from spin.toml --listen $(LISTEN) $(SQLITE_MIGRATIONS) $(VARIABLES)
+	@echo "SQLite: the migrations run at startup (--sqlite @migrations/sqlite/...)"
 endif
+
+## up: build, check the config, migrate, serve on $(LISTEN) (spin when installed)
+up: build check-config migrate
+ifneq ($(SPIN),)
+	$(WITH_SECRET) spin up --from spin.toml --listen $(LISTEN) $(SQLITE_MIGRATIONS) $(VARIABLES)
+else
+	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(SQLITE_MIGRATIONS) $(VARIABLES)
+endif
+
+## token: a bearer token for USER=<uuid>, signed with the local secret
+token:
+	@$(WITH_SECRET) python3 tools/token.py --user "$(USER)" --ttl $(TTL)
 
 fmt:
 	cargo fmt --all

@@ -1,6 +1,10 @@
 //! Harness for the component tests: each test loads the real `.wasm` of one
 //! route through the runner, with a fresh state directory (so a fresh
 //! `.spin/sqlite_db.db`), and checks answers against the schemas.
+//!
+//! With `TEST_DATABASE_URL` set (`tests/postgres.sh` does it), every harness
+//! gets a fresh PostgreSQL database instead, and the same tests run against
+//! PostgreSQL through Spin's `spin:postgres` interface.
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -42,8 +46,13 @@ impl Harness {
     pub async fn load(setup: Setup<'_>) -> Harness {
         let state_dir = std::env::temp_dir().join(format!("component-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&state_dir).unwrap();
+        let mut variables = vec![("jwt_secret".to_string(), JWT_SECRET.to_string())];
         let mut statements = Vec::new();
-        if setup.migrate {
+        if let Some(admin_url) = postgres_admin_url() {
+            let url = fresh_postgres_database(&admin_url, setup.migrate).await;
+            variables.push(("db_host".into(), host_port(&url)));
+            variables.push(("database_url".into(), url));
+        } else if setup.migrate {
             let mut files: Vec<_> = std::fs::read_dir(root().join("migrations/sqlite"))
                 .unwrap()
                 .map(|e| e.unwrap().path())
@@ -53,7 +62,6 @@ impl Harness {
                 statements.push(std::fs::read_to_string(file).unwrap());
             }
         }
-        let mut variables = vec![("jwt_secret".to_string(), JWT_SECRET.to_string())];
         variables.extend(setup.variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let options = runner::Options {
             manifest: root().join("spin.toml"),
@@ -215,4 +223,37 @@ pub fn bearer(user: &str) -> String {
         "Bearer {}",
         sign(&serde_json::json!({"sub": user, "exp": exp}), JWT_SECRET)
     )
+}
+
+/// The superuser URL of the test PostgreSQL server, when the suite runs on it.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// `host:port` of a `postgres://` URL, for `allowed_outbound_hosts`.
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority).to_string()
+}
+
+/// Creates an empty database for one harness, migrated when asked, and
+/// returns its URL.
+async fn fresh_postgres_database(admin_url: &str, migrate: bool) -> String {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.expect("test PostgreSQL");
+    tokio::spawn(connection);
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    if migrate {
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let mut files: Vec<_> =
+            std::fs::read_dir(root().join("migrations/postgres")).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for file in files {
+            db.batch_execute(&std::fs::read_to_string(file).unwrap()).await.unwrap();
+        }
+    }
+    url
 }

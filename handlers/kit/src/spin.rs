@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
-use spin_sdk::sqlite;
+use spin_sdk::{pg, sqlite};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -93,19 +93,24 @@ pub async fn order_store(config: &Config) -> Result<OrderStore<SpinDatabase>, Db
             let connection = sqlite::Connection::open_default().await.map_err(sqlite_error)?;
             Ok(OrderStore::new(SpinDatabase::Sqlite(connection)))
         }
-        DatabaseConfig::Postgres(_) => Err(DbError::Unavailable("PostgreSQL support is not built yet".into())),
+        DatabaseConfig::Postgres(url) => {
+            let connection = pg::Connection::open(url.expose()).await.map_err(pg_error)?;
+            Ok(OrderStore::new(SpinDatabase::Postgres(connection)))
+        }
     }
 }
 
 /// A database reached through a Spin interface.
 pub enum SpinDatabase {
     Sqlite(sqlite::Connection),
+    Postgres(pg::Connection),
 }
 
 impl Database for SpinDatabase {
     fn dialect(&self) -> Dialect {
         match self {
             SpinDatabase::Sqlite(_) => Dialect::Sqlite,
+            SpinDatabase::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -118,6 +123,9 @@ impl Database for SpinDatabase {
                     .map_err(sqlite_error)?;
                 result.collect().await.map_err(sqlite_error)?;
                 Ok(connection.changes().await)
+            }
+            SpinDatabase::Postgres(connection) => {
+                connection.execute(sql, params.iter().map(to_pg).collect::<Vec<_>>()).await.map_err(pg_error)
             }
         }
     }
@@ -134,6 +142,12 @@ impl Database for SpinDatabase {
                     .into_iter()
                     .map(|row| row.values.into_iter().map(from_sqlite).collect())
                     .collect())
+            }
+            SpinDatabase::Postgres(connection) => {
+                let result = connection.query(sql, params.iter().map(to_pg).collect::<Vec<_>>()).await.map_err(pg_error)?;
+                let width = result.columns().len();
+                let rows = result.collect().await.map_err(pg_error)?;
+                rows.iter().map(|row| (0..width).map(|i| from_pg(&row[i])).collect()).collect()
             }
         }
     }
@@ -166,6 +180,52 @@ fn sqlite_error(error: sqlite::Error) -> DbError {
             DbError::Unavailable(message)
         }
         sqlite::Error::DatabaseFull => DbError::Unavailable("database full".into()),
+        other => DbError::Failed(other.to_string()),
+    }
+}
+
+fn to_pg(value: &SqlValue) -> pg::ParameterValue {
+    match value {
+        SqlValue::Null => pg::ParameterValue::DbNull,
+        SqlValue::Integer(i) => pg::ParameterValue::Int64(*i),
+        SqlValue::Real(r) => pg::ParameterValue::Floating64(*r),
+        SqlValue::Text(s) => pg::ParameterValue::Str(s.clone()),
+        SqlValue::Blob(b) => pg::ParameterValue::Binary(b.clone()),
+    }
+}
+
+/// The store selects text and integers only (it casts uuid, jsonb and
+/// timestamps to text in SQL), so other types are a defect, not data.
+fn from_pg(value: &pg::DbValue) -> Result<SqlValue, DbError> {
+    Ok(match value {
+        pg::DbValue::DbNull => SqlValue::Null,
+        pg::DbValue::Str(s) => SqlValue::Text(s.clone()),
+        pg::DbValue::Int64(i) => SqlValue::Integer(*i),
+        pg::DbValue::Int32(i) => SqlValue::Integer(i64::from(*i)),
+        pg::DbValue::Int16(i) => SqlValue::Integer(i64::from(*i)),
+        pg::DbValue::Floating64(r) => SqlValue::Real(*r),
+        pg::DbValue::Binary(b) => SqlValue::Blob(b.clone()),
+        other => return Err(DbError::Failed(format!("unexpected PostgreSQL value {other:?}"))),
+    })
+}
+
+fn pg_error(error: pg::Error) -> DbError {
+    match error {
+        pg::Error::PgError(pg::PgError::ConnectionFailed(message)) => DbError::Unavailable(message),
+        pg::Error::PgError(pg::PgError::QueryFailed(pg::QueryError::DbError(e))) if e.code == "23505" => {
+            DbError::Conflict(e.message)
+        }
+        // Connection-class errors (08xxx), shutdown (57P0x) and "too many connections" (53300).
+        pg::Error::PgError(pg::PgError::QueryFailed(pg::QueryError::DbError(e)))
+            if e.code.starts_with("08") || e.code.starts_with("57P") || e.code == "53300" =>
+        {
+            DbError::Unavailable(e.message)
+        }
+        pg::Error::PgError(pg::PgError::QueryFailed(pg::QueryError::Text(message)))
+            if message.contains("connection") || message.contains("closed") || message.contains("timed out") =>
+        {
+            DbError::Unavailable(message)
+        }
         other => DbError::Failed(other.to_string()),
     }
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs a command against a throwaway PostgreSQL cluster on 127.0.0.1, then
+# stops and deletes the cluster whatever the command's outcome.
+#
+#   tests/postgres.sh cargo test --release -p component-tests
+#
+# Exports TEST_DATABASE_URL (a superuser URL: the tests make one database
+# each) and TEST_PG_CTL (pg_ctl for this cluster, for the outage test).
+set -euo pipefail
+port=${TEST_PG_PORT:-55432}
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$bindir" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "PostgreSQL server binaries are missing (apt-get install postgresql)" >&2
+    exit 1
+  fi
+  echo "SKIPPED the PostgreSQL suite: no server binaries here (apt-get install postgresql)" >&2
+  exit 0
+fi
+data=$(mktemp -d /tmp/orders-api-pg.XXXXXX)
+as_owner=()
+if [ "$(id -u)" = 0 ]; then
+  # initdb refuses to run as root: the cluster belongs to the postgres user.
+  chown postgres: "$data"
+  as_owner=(runuser -u postgres --)
+fi
+cleanup() {
+  "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+"${as_owner[@]}" "$bindir/initdb" -D "$data" -U postgres -A trust --no-sync >/dev/null
+cat >>"$data/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$data'
+fsync = off
+max_connections = 200
+CONF
+"${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
+echo "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($data)"
+export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+export TEST_PG_CTL="${as_owner[*]} $bindir/pg_ctl -D $data -l $data/server.log -w"
+"$@"
