@@ -59,7 +59,8 @@ impl Harness {
                 .collect();
             files.sort();
             for file in files {
-                statements.push(std::fs::read_to_string(file).unwrap());
+                // As `make up` passes them: `--sqlite @file`.
+                statements.push(format!("@{}", file.display()));
             }
         }
         variables.extend(setup.variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -71,6 +72,8 @@ impl Harness {
             sqlite_statements: statements,
             only_components: Some(setup.components.iter().map(|c| c.to_string()).collect()),
             timeout: Duration::from_secs(30),
+            // Compile each component once for the whole suite, not per test.
+            cache_dir: Some(root().join("target/component-test-cache")),
             ..Default::default()
         };
         let app = runner::App::load(options).await.expect("the app loads");
