@@ -1,1 +1,262 @@
-pub struct SqliteConnection;
+//! `spin:sqlite/sqlite@3.1.0` on rusqlite, with Spin's semantics: a label not
+//! granted in the component's `sqlite_databases` is `access-denied` (checked
+//! before existence); a granted label the app does not define is
+//! `no-such-database` (unreachable in practice: startup refuses such grants);
+//! each `open` gets its own connection to the database file; results over
+//! Spin's 128 MiB host buffer limit are an `io` error.
+
+use crate::bindings::sqlite::{self, Error, QueryResult, RowResult, Value};
+use crate::host::{HostState, SpinHost};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+
+/// Spin's `MAX_HOST_BUFFERED_BYTES`.
+const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// The resource behind `connection`.
+pub struct SqliteConnection {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// Opens (creating if needed) a database file the way `spin up` does.
+pub fn open_file(path: &Path) -> Result<rusqlite::Connection, String> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    rusqlite::Connection::open(path).map_err(|e| e.to_string())
+}
+
+/// Grant check then label lookup, in Spin's order.
+fn database_path(state: &HostState, label: &str) -> Result<PathBuf, Error> {
+    if !state.component.sqlite_databases.contains(label) {
+        return Err(Error::AccessDenied);
+    }
+    state
+        .component
+        .sqlite_files
+        .get(label)
+        .cloned()
+        .ok_or(Error::NoSuchDatabase)
+}
+
+async fn open_path(path: PathBuf) -> Result<SqliteConnection, Error> {
+    let conn = tokio::task::spawn_blocking(move || open_file(&path))
+        .await
+        .map_err(|e| Error::Io(e.to_string()))?
+        .map_err(Error::Io)?;
+    Ok(SqliteConnection {
+        conn: Arc::new(Mutex::new(conn)),
+    })
+}
+
+fn connection(state: &HostState, r: &Resource<SqliteConnection>) -> Result<Arc<Mutex<rusqlite::Connection>>, Error> {
+    state
+        .table
+        .get(r)
+        .map(|c| c.conn.clone())
+        .map_err(|_| Error::InvalidConnection)
+}
+
+/// Runs one statement to completion on a blocking thread.
+async fn run(
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    statement: String,
+    params: Vec<Value>,
+) -> Result<QueryResult, Error> {
+    tokio::task::spawn_blocking(move || {
+        let conn = conn.lock().map_err(|_| Error::Io("connection lock poisoned".into()))?;
+        execute(&conn, &statement, params)
+    })
+    .await
+    .map_err(|e| Error::Io(e.to_string()))?
+}
+
+pub fn execute(conn: &rusqlite::Connection, statement: &str, params: Vec<Value>) -> Result<QueryResult, Error> {
+    let io = |e: rusqlite::Error| Error::Io(e.to_string());
+    let mut stmt = conn.prepare_cached(statement).map_err(io)?;
+    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let n = columns.len();
+    let params = params.into_iter().map(|v| match v {
+        Value::Integer(i) => rusqlite::types::Value::Integer(i),
+        Value::Real(r) => rusqlite::types::Value::Real(r),
+        Value::Text(t) => rusqlite::types::Value::Text(t),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b),
+        Value::Null => rusqlite::types::Value::Null,
+    });
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(io)?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().map_err(io)? {
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            use rusqlite::types::ValueRef;
+            let v = match row.get_ref(i).map_err(io)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::Integer(i),
+                ValueRef::Real(r) => Value::Real(r),
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            };
+            bytes += 16
+                + match &v {
+                    Value::Text(t) => t.len(),
+                    Value::Blob(b) => b.len(),
+                    _ => 0,
+                };
+            values.push(v);
+        }
+        if bytes > MAX_RESULT_BYTES {
+            return Err(Error::Io(format!(
+                "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
+            )));
+        }
+        out.push(RowResult { values });
+    }
+    Ok(QueryResult { columns, rows: out })
+}
+
+impl sqlite::Host for HostState {}
+
+impl sqlite::HostConnection for HostState {
+    async fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<SqliteConnection>, Error>> {
+        let path = match database_path(self, &database) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match open_path(path).await {
+            Ok(c) => Ok(self.table.push(c)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<QueryResult, Error>> {
+        Ok(match connection(self, &this) {
+            Ok(c) => run(c, statement, parameters).await,
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn last_insert_rowid(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<i64> {
+        let c = connection(self, &this).map_err(|_| wasmtime::format_err!("invalid connection"))?;
+        let id = c
+            .lock()
+            .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?
+            .last_insert_rowid();
+        Ok(id)
+    }
+
+    async fn changes(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<u64> {
+        let c = connection(self, &this).map_err(|_| wasmtime::format_err!("invalid connection"))?;
+        let n = c
+            .lock()
+            .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?
+            .changes();
+        Ok(n)
+    }
+
+    async fn drop(&mut self, this: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl sqlite::HostConnectionWithStore<HostState> for SpinHost {
+    async fn open_async(
+        accessor: &Accessor<HostState, Self>,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, Error>> {
+        let path = match accessor.with(|mut a| database_path(a.get(), &database)) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let conn = match open_path(path).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let r = accessor.with(|mut a| a.get().table.push(conn))?;
+        Ok(Ok(r))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<HostState, Self>,
+        this: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<(Vec<String>, StreamReader<RowResult>, FutureReader<Result<(), Error>>), Error>> {
+        let conn = match accessor.with(|mut a| connection(a.get(), &this)) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        // The statement runs to completion before the rows are streamed: the
+        // guest sees the same rows, and errors surface at the call (as Spin's
+        // in-process backend does for prepare/bind failures).
+        let QueryResult { columns, rows } = match run(conn, statement, parameters).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (rows, done) = accessor.with(|mut a| -> wasmtime::Result<_> {
+            let rows = StreamReader::new(&mut a, rows)?;
+            let done = FutureReader::new(
+                &mut a,
+                std::future::ready(Ok::<_, wasmtime::Error>(Ok::<(), Error>(()))),
+            )?;
+            Ok((rows, done))
+        })?;
+        Ok(Ok((columns, rows, done)))
+    }
+
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<HostState, Self>,
+        this: Resource<SqliteConnection>,
+    ) -> wasmtime::Result<i64> {
+        let c = accessor
+            .with(|mut a| connection(a.get(), &this))
+            .map_err(|_| wasmtime::format_err!("invalid connection"))?;
+        let id = c
+            .lock()
+            .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?
+            .last_insert_rowid();
+        Ok(id)
+    }
+
+    async fn changes_async(
+        accessor: &Accessor<HostState, Self>,
+        this: Resource<SqliteConnection>,
+    ) -> wasmtime::Result<u64> {
+        let c = accessor
+            .with(|mut a| connection(a.get(), &this))
+            .map_err(|_| wasmtime::format_err!("invalid connection"))?;
+        let n = c
+            .lock()
+            .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?
+            .changes();
+        Ok(n)
+    }
+}
+
+/// Runs `spin up --sqlite` statements against the default database: `@file`
+/// runs a file's contents, anything else is a statement batch.
+pub fn run_startup_statements(db: &Path, statements: &[String]) -> anyhow::Result<()> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let conn = open_file(db).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db.display()))?;
+    for s in statements {
+        let (sql, what) = match s.strip_prefix('@') {
+            Some(file) => (
+                std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--sqlite @{file}: {e}"))?,
+                format!("@{file}"),
+            ),
+            None => (s.clone(), format!("{s:?}")),
+        };
+        conn.execute_batch(&sql)
+            .map_err(|e| anyhow::anyhow!("--sqlite {what} failed: {e}"))?;
+    }
+    Ok(())
+}

@@ -144,8 +144,7 @@ pub const DEFAULT_LABEL: &str = "default";
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read manifest {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
         let dir = path
             .parent()
             .map(|p| {
@@ -327,10 +326,7 @@ impl Manifest {
 
     /// Absolute-or-manifest-relative path of a component's wasm.
     pub fn source_path(&self, id: &str) -> Result<PathBuf> {
-        let c = self
-            .components
-            .get(id)
-            .ok_or_else(|| anyhow!("no component {id:?}"))?;
+        let c = self.components.get(id).ok_or_else(|| anyhow!("no component {id:?}"))?;
         let src = c
             .source
             .as_str()
@@ -364,11 +360,8 @@ fn is_word_id(s: &str, sep: char) -> bool {
     if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
         return false;
     }
-    s.split(sep).all(|w| {
-        !w.is_empty()
-            && w.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    })
+    s.split(sep)
+        .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -408,20 +401,14 @@ watch = ["src/**/*.rs"]
         assert_eq!(m.application.name, "app");
         assert_eq!(m.http_triggers.len(), 1);
         assert!(m.variables["token"].secret);
-        assert_eq!(
-            m.source_path("orders").unwrap(),
-            PathBuf::from("./orders.wasm")
-        );
+        assert_eq!(m.source_path("orders").unwrap(), PathBuf::from("./orders.wasm"));
     }
 
     #[test]
     fn unknown_keys_are_errors() {
         for (from, to) in [
             ("authors = [\"me\"]", "authors = [\"me\"]\nfrobnicate = 1"),
-            (
-                "environment = {",
-                "ai_models = [\"llama2-chat\"]\nenvironment = {",
-            ),
+            ("environment = {", "ai_models = [\"llama2-chat\"]\nenvironment = {"),
             (
                 "[[trigger.http]]",
                 "[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"orders\"\n[[trigger.http]]",
@@ -446,11 +433,7 @@ watch = ["src/**/*.rs"]
     #[test]
     fn refuses_what_spin_refuses() {
         let cases = [
-            (
-                "spin_manifest_version = 2",
-                "spin_manifest_version = 1",
-                "must be 2",
-            ),
+            ("spin_manifest_version = 2", "spin_manifest_version = 1", "must be 2"),
             (
                 "db_host = { default = \"localhost\" }",
                 "db_host = { default = \"localhost\", required = true }",
@@ -467,12 +450,8 @@ watch = ["src/**/*.rs"]
                 "sqlite_databases = [\"other\"]",
                 "not defined",
             ),
-            (
-                "component = \"orders\"",
-                "component = \"missing\"",
-                "not defined",
-            ),
-            ("[component.orders]", "[component.Orders]", "kebab-case"),
+            ("component = \"orders\"", "component = \"missing\"", "not defined"),
+            ("component.orders", "component.Orders", "kebab-case"),
             (
                 "route = \"/orders/...\"",
                 "route = { private = false }",
@@ -483,11 +462,7 @@ watch = ["src/**/*.rs"]
                 "source = { url = \"https://x/y.wasm\", digest = \"sha256:0\" }",
                 "local file",
             ),
-            (
-                "environment = {",
-                "files = [\"static/**\"]\nenvironment = {",
-                "files",
-            ),
+            ("environment = {", "files = [\"static/**\"]\nenvironment = {", "files"),
             (
                 "\"postgres://{{ db_host }}:5432\"",
                 "\"postgres://{{ db_host }}:5432\", \"nonsense\"",

@@ -91,8 +91,8 @@ impl AllowedHost {
                 bail!("a port is required when the scheme is `*`")
             }
             None => {
-                let n = default_port(scheme)
-                    .ok_or_else(|| anyhow!("scheme {scheme:?} has no default port; give one"))?;
+                let n =
+                    default_port(scheme).ok_or_else(|| anyhow!("scheme {scheme:?} has no default port; give one"))?;
                 PortPattern::Range(n, n)
             }
         };
@@ -133,12 +133,7 @@ mod tests {
     use super::*;
 
     fn allowed(entries: &[&str]) -> AllowedHosts {
-        AllowedHosts(
-            entries
-                .iter()
-                .map(|e| AllowedHost::parse(e).unwrap())
-                .collect(),
-        )
+        AllowedHosts(entries.iter().map(|e| AllowedHost::parse(e).unwrap()).collect())
     }
 
     #[test]

@@ -94,9 +94,7 @@ impl RouteMatch {
 
     /// The raw route without a trailing wildcard (`spin-component-route`).
     pub fn raw_route_or_prefix(&self) -> &str {
-        self.raw_route
-            .strip_suffix("/...")
-            .unwrap_or(&self.raw_route)
+        self.raw_route.strip_suffix("/...").unwrap_or(&self.raw_route)
     }
 }
 
@@ -115,9 +113,7 @@ pub struct Duplicate {
 
 impl Router {
     /// Builds from `(route, component)` in manifest order.
-    pub fn build<'a>(
-        routes: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<(Router, Vec<Duplicate>)> {
+    pub fn build<'a>(routes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(Router, Vec<Duplicate>)> {
         let mut out: Vec<(Route, String)> = Vec::new();
         let mut duplicates = Vec::new();
         for (raw, component) in routes {
@@ -140,9 +136,7 @@ impl Router {
 
     /// `(raw route, component)` in declaration order.
     pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.routes
-            .iter()
-            .map(|(r, c)| (r.raw.as_str(), c.as_str()))
+        self.routes.iter().map(|(r, c)| (r.raw.as_str(), c.as_str()))
     }
 
     /// Finds the most specific route matching `path` (no query string).
@@ -207,14 +201,15 @@ fn matches(route: &Route, segs: &[&str]) -> bool {
 }
 
 /// Lexicographic specificity key, lower is more specific: per path position,
-/// exact (0) < `:name` (1) < wildcard (2) < end of a non-wildcard route (3).
+/// exact (0) < `:name` (1) < end of a route matching the whole path (2) <
+/// trailing wildcard (3).
 fn specificity(route: &Route, len: usize) -> Vec<u8> {
     (0..=len)
         .map(|i| match route.segments.get(i) {
             Some(Segment::Exact(_)) => 0,
             Some(Segment::Param(_)) => 1,
-            None if route.wildcard => 2,
-            None => 3,
+            None if route.wildcard => 3,
+            None => 2,
         })
         .collect()
 }
@@ -224,9 +219,7 @@ mod tests {
     use super::*;
 
     fn router(routes: &[(&str, &str)]) -> Router {
-        Router::build(routes.iter().map(|(r, c)| (*r, *c)))
-            .unwrap()
-            .0
+        Router::build(routes.iter().map(|(r, c)| (*r, *c))).unwrap().0
     }
 
     #[test]

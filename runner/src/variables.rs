@@ -169,9 +169,7 @@ pub fn parse_cli_variable(arg: &str) -> Result<(String, String)> {
         .split_once('=')
         .ok_or_else(|| anyhow!("--variable expects KEY=VALUE, got {arg:?}"))?;
     let v = match v.strip_prefix('@') {
-        Some(path) => {
-            std::fs::read_to_string(path).map_err(|e| anyhow!("--variable {k}=@{path}: {e}"))?
-        }
+        Some(path) => std::fs::read_to_string(path).map_err(|e| anyhow!("--variable {k}=@{path}: {e}"))?,
         None => v.to_string(),
     };
     Ok((k.to_string(), v))
@@ -220,14 +218,8 @@ variables = { url = "postgres://{{ db_host }}:5432/app", token = "Bearer {{api_t
 
     fn sources(cli: &[(&str, &str)], env: &[(&str, &str)]) -> Sources {
         Sources {
-            cli: cli
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            cli: cli.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -238,13 +230,7 @@ variables = { url = "postgres://{{ db_host }}:5432/app", token = "Bearer {{api_t
         assert!(Template::parse("{{ x").is_err());
         assert!(Template::parse("{{ X }}").is_err());
         assert!(Template::parse("a }} b").is_err());
-        assert!(
-            Template::parse("no refs")
-                .unwrap()
-                .references()
-                .next()
-                .is_none()
-        );
+        assert!(Template::parse("no refs").unwrap().references().next().is_none());
     }
 
     #[test]
@@ -254,10 +240,7 @@ variables = { url = "postgres://{{ db_host }}:5432/app", token = "Bearer {{api_t
         assert_eq!(r.get("db_host").unwrap().value, "localhost");
         let r = resolve(
             &m,
-            &sources(
-                &[("api_token", "t")],
-                &[("SPIN_VARIABLE_DB_HOST", "env-host")],
-            ),
+            &sources(&[("api_token", "t")], &[("SPIN_VARIABLE_DB_HOST", "env-host")]),
         )
         .unwrap();
         assert_eq!(r.get("db_host").unwrap().value, "env-host");

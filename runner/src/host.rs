@@ -1,0 +1,288 @@
+//! The wasmtime side: engine configuration (pooling allocator, epoch
+//! interruption), the linker with WASI 0.2/0.3, `wasi:http` and the `spin:*`
+//! host interfaces, the per-store state, and the on-disk compiled-component
+//! cache.
+
+use crate::bindings;
+use crate::outbound::AllowedHosts;
+use crate::stdio::TeeOutput;
+use crate::variables::Value;
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasData, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// How often the epoch ticker advances; the timeout granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Everything a component instance may use, fixed at startup.
+pub struct ComponentConfig {
+    pub variables: HashMap<String, Value>,
+    pub sqlite_databases: HashSet<String>,
+    /// Label -> database file; only labels the app defines.
+    pub sqlite_files: Arc<HashMap<String, PathBuf>>,
+    pub allowed_hosts: AllowedHosts,
+    pub environment: Vec<(String, String)>,
+    pub stdout: TeeOutput,
+    pub stderr: TeeOutput,
+    /// Bound on connecting to an outbound database.
+    pub connect_timeout: Duration,
+}
+
+/// Per-store data.
+pub struct HostState {
+    pub table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoOutboundHttp,
+    pub limits: StoreLimits,
+    pub component: Arc<ComponentConfig>,
+}
+
+/// Marker for the `spin:*` bindings: they operate on the whole `HostState`.
+pub struct SpinHost;
+
+impl HasData for SpinHost {
+    type Data<'a> = &'a mut HostState;
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+pub fn http_view(state: &mut HostState) -> WasiHttpCtxView<'_> {
+    state.http()
+}
+
+/// Outbound HTTP is not granted by this app's manifest and is not implemented:
+/// every request is denied, as Spin denies hosts missing from
+/// `allowed_outbound_hosts`.
+struct NoOutboundHttp;
+
+impl WasiHttpHooks for NoOutboundHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Engine-wide limits.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineLimits {
+    pub memory_limit_bytes: usize,
+    /// Concurrent instances the pool is sized for.
+    pub max_instances: u32,
+}
+
+pub fn build_engine(limits: EngineLimits) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
+    config.concurrency_support(true);
+    config.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    let n = limits.max_instances;
+    // spin-sdk components hold a handful of core instances, memories and
+    // tables; the per-component maxima leave room for bigger ones.
+    pool.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 4)
+        .total_tables(n * 8)
+        .total_stacks(n)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(16)
+        .max_tables_per_component(32)
+        .max_memory_size(limits.memory_limit_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(e) => Ok(e),
+        Err(pool_err) => {
+            // Some sandboxes refuse the large virtual reservation the pool
+            // needs; fall back to on-demand allocation (limits still apply
+            // through the store's ResourceLimiter).
+            eprintln!("runner: pooling allocator unavailable ({pool_err}); using on-demand allocation");
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(anyhow::Error::from)
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("runner-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawn epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pub fn build_linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("linking wasi 0.2")?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("linking wasi 0.3")?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("linking wasi:http 0.2")?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)
+        .map_err(anyhow::Error::from)
+        .context("linking wasi:http 0.3")?;
+    bindings::Host_::add_to_linker::<HostState, SpinHost>(&mut linker, |s| s)
+        .map_err(anyhow::Error::from)
+        .context("linking spin interfaces")?;
+    Ok(linker)
+}
+
+/// A fresh store for one request (or one reusable instance).
+pub fn new_store(
+    engine: &Engine,
+    component: &Arc<ComponentConfig>,
+    memory_limit_bytes: usize,
+    timeout: Duration,
+) -> Store<HostState> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(component.stdout.clone()).stderr(component.stderr.clone());
+    for (k, v) in &component.environment {
+        wasi.env(k, v);
+    }
+    let state = HostState {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: NoOutboundHttp,
+        limits: StoreLimitsBuilder::new().memory_size(memory_limit_bytes).build(),
+        component: component.clone(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    set_deadline(&mut store, timeout);
+    store
+}
+
+/// Arms the epoch deadline: a guest still running after `timeout` traps,
+/// even in a busy loop that never yields to the host.
+pub fn set_deadline(store: &mut Store<HostState>, timeout: Duration) {
+    let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+}
+
+/// Compiles `wasm_path`, or loads the artefact cached under `cache_dir`
+/// (keyed by the wasm's SHA-256 and the engine's compatibility hash, which
+/// covers the wasmtime version and compilation settings).
+pub fn load_component(engine: &Engine, wasm_path: &Path, cache_dir: &Path) -> Result<Component> {
+    let bytes = std::fs::read(wasm_path).with_context(|| format!("cannot read component {}", wasm_path.display()))?;
+    let digest = Sha256::digest(&bytes);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let key = format!(
+        "{}-{:016x}.cwasm",
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        h.finish()
+    );
+    // Concurrent loads of the same component in this process (e.g. parallel
+    // tests) wait for one compile instead of each compiling it.
+    let slot = {
+        static IN_PROGRESS: std::sync::Mutex<Option<HashMap<String, Arc<std::sync::Mutex<()>>>>> =
+            std::sync::Mutex::new(None);
+        let mut map = IN_PROGRESS.lock().unwrap_or_else(|p| p.into_inner());
+        map.get_or_insert_with(HashMap::new)
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    };
+    let _compiling = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let cached = cache_dir.join(key);
+    if cached.exists() {
+        // SAFETY: the file was written by `Component::serialize` below under a
+        // name derived from the exact wasm bytes and this engine's settings;
+        // `deserialize_file` still checks the header, version and config.
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(c) => return Ok(c),
+            Err(e) => eprintln!("runner: ignoring unusable cache entry {}: {e}", cached.display()),
+        }
+    }
+    let component = Component::new(engine, &bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot compile component {}", wasm_path.display()))?;
+    if let Err(e) = write_cache(&component, cache_dir, &cached) {
+        eprintln!("runner: cannot write compile cache {}: {e:#}", cached.display());
+    }
+    Ok(component)
+}
+
+fn write_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // Unique per process and call, so concurrent writers never share a file;
+    // the rename publishes only complete artefacts.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{seq}", std::process::id()));
+    std::fs::write(&tmp, component.serialize()?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
