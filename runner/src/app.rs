@@ -23,6 +23,12 @@ use wasmtime_wasi_http::handler::{Prepared, Proxy, ProxyPre};
 /// Well-known route Spin answers itself.
 const HEALTH_ROUTE: &str = "/.well-known/spin/health";
 
+/// Spin's default `--max-instance-reuse-count` for WASI 0.3 HTTP handlers.
+pub const DEFAULT_MAX_INSTANCE_REUSE_COUNT: u32 = 128;
+
+/// Idle instances kept per component between requests.
+const MAX_IDLE_INSTANCES_PER_COMPONENT: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Path to `spin.toml`.
@@ -43,9 +49,10 @@ pub struct Options {
     pub timeout: Duration,
     /// Per-instance linear memory limit.
     pub memory_limit_bytes: usize,
-    /// Reuse an instance for later requests (sequentially) instead of a fresh
-    /// one per request. Off by default, like `spin up`.
-    pub instance_reuse: bool,
+    /// How many requests one instance serves (one after another) before it
+    /// is dropped: Spin's `--max-instance-reuse-count`, whose default for
+    /// WASI 0.3 handlers is 128. `1` gives every request a fresh instance.
+    pub max_instance_reuse_count: u32,
     /// Copy component stdout/stderr to the terminal (always written to
     /// `<state_dir>/logs/`).
     pub echo_component_output: bool,
@@ -72,7 +79,7 @@ impl Default for Options {
             only_components: None,
             timeout: Duration::from_secs(30),
             memory_limit_bytes: 256 << 20,
-            instance_reuse: false,
+            max_instance_reuse_count: DEFAULT_MAX_INSTANCE_REUSE_COUNT,
             echo_component_output: true,
             drain_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -86,8 +93,8 @@ impl Default for Options {
 struct Loaded {
     config: Arc<ComponentConfig>,
     pre: ProxyPre<HostState>,
-    /// Idle instances kept when `instance_reuse` is on.
-    idle: Mutex<Vec<(Store<HostState>, Proxy)>>,
+    /// Idle instances with the number of requests each has served.
+    idle: Mutex<Vec<(Store<HostState>, Proxy, u32)>>,
 }
 
 struct Inner {
@@ -246,15 +253,11 @@ impl App {
 
     async fn call(&self, loaded: &Loaded, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let opts = &self.inner.opts;
-        let reused = if opts.instance_reuse {
-            loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?.pop()
-        } else {
-            None
-        };
-        let (mut store, proxy) = match reused {
-            Some((mut store, proxy)) => {
+        let reused = loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?.pop();
+        let (mut store, proxy, served) = match reused {
+            Some((mut store, proxy, served)) => {
                 host::set_deadline(&mut store, opts.timeout);
-                (store, proxy)
+                (store, proxy, served)
             }
             None => {
                 let mut store = host::new_store(
@@ -264,16 +267,18 @@ impl App {
                     opts.timeout,
                 );
                 let proxy = loaded.pre.instantiate_async(&mut store).await?;
-                (store, proxy)
+                (store, proxy, 0)
             }
         };
+        // A trap or an error returns early: that instance is never reused.
         let resp = invoke(&mut store, &proxy, req).await?;
-        if opts.instance_reuse {
-            loaded
-                .idle
-                .lock()
-                .map_err(|_| anyhow!("poisoned"))?
-                .push((store, proxy));
+        if served + 1 < opts.max_instance_reuse_count {
+            let mut idle = loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?;
+            // Idle instances hold pool slots and memory: keep a few per
+            // component, drop the rest after a burst.
+            if idle.len() < MAX_IDLE_INSTANCES_PER_COMPONENT {
+                idle.push((store, proxy, served + 1));
+            }
         }
         Ok(resp)
     }

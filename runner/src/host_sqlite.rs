@@ -2,8 +2,14 @@
 //! granted in the component's `sqlite_databases` is `access-denied` (checked
 //! before existence); a granted label the app does not define is
 //! `no-such-database` (unreachable in practice: startup refuses such grants);
-//! each `open` gets its own connection to the database file; results over
-//! Spin's 128 MiB host buffer limit are an `io` error.
+//! each `open` gets its own connection to the database file, exclusive while
+//! the guest holds it; results over Spin's 128 MiB host buffer limit are an
+//! `io` error.
+//!
+//! Unlike Spin, closed connections go back to a small per-file pool, so the
+//! next `open` skips opening the file and keeps its prepared statements.
+//! Nothing a guest can observe changes: a pooled connection has no open
+//! transaction (one left open is rolled back before pooling).
 
 use crate::bindings::sqlite::{self, Error, QueryResult, RowResult, Value};
 use crate::host::{HostState, SpinHost};
@@ -16,7 +22,42 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 
 /// The resource behind `connection`.
 pub struct SqliteConnection {
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    /// Always `Some` until dropped.
+    conn: Option<Arc<Mutex<rusqlite::Connection>>>,
+    path: PathBuf,
+}
+
+/// Idle connections kept per database file.
+const MAX_POOLED_PER_FILE: usize = 16;
+
+type Pool = Mutex<std::collections::HashMap<PathBuf, Vec<rusqlite::Connection>>>;
+
+fn pool() -> &'static Pool {
+    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+    POOL.get_or_init(Default::default)
+}
+
+impl Drop for SqliteConnection {
+    fn drop(&mut self) {
+        // Still shared by a running statement: let it close with its last user.
+        let Some(Ok(conn)) = self
+            .conn
+            .take()
+            .and_then(|c| Arc::try_unwrap(c).ok())
+            .map(Mutex::into_inner)
+        else {
+            return;
+        };
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return;
+        }
+        if let Ok(mut pool) = pool().lock() {
+            let idle = pool.entry(self.path.clone()).or_default();
+            if idle.len() < MAX_POOLED_PER_FILE {
+                idle.push(conn);
+            }
+        }
+    }
 }
 
 /// Opens (creating if needed) a database file the way `spin up` does.
@@ -41,12 +82,20 @@ fn database_path(state: &HostState, label: &str) -> Result<PathBuf, Error> {
 }
 
 async fn open_path(path: PathBuf) -> Result<SqliteConnection, Error> {
-    let conn = tokio::task::spawn_blocking(move || open_file(&path))
-        .await
-        .map_err(|e| Error::Io(e.to_string()))?
-        .map_err(Error::Io)?;
+    let pooled = pool().lock().ok().and_then(|mut p| p.get_mut(&path).and_then(Vec::pop));
+    let conn = match pooled {
+        Some(conn) => conn,
+        None => {
+            let file = path.clone();
+            tokio::task::spawn_blocking(move || open_file(&file))
+                .await
+                .map_err(|e| Error::Io(e.to_string()))?
+                .map_err(Error::Io)?
+        }
+    };
     Ok(SqliteConnection {
-        conn: Arc::new(Mutex::new(conn)),
+        conn: Some(Arc::new(Mutex::new(conn))),
+        path,
     })
 }
 
@@ -54,8 +103,9 @@ fn connection(state: &HostState, r: &Resource<SqliteConnection>) -> Result<Arc<M
     state
         .table
         .get(r)
-        .map(|c| c.conn.clone())
-        .map_err(|_| Error::InvalidConnection)
+        .ok()
+        .and_then(|c| c.conn.clone())
+        .ok_or(Error::InvalidConnection)
 }
 
 /// Runs one statement to completion on a blocking thread.

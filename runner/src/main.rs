@@ -11,7 +11,7 @@ const USAGE: &str = "\
 usage:
   runner up    [--listen 127.0.0.1:3000] [--from spin.toml] [--variable KEY=VALUE]...
                [--sqlite @file.sql | --sqlite STATEMENT]... [--state-dir DIR]
-               [--timeout-ms N] [--memory-mb N] [--component ID]... [--instance-reuse]
+               [--timeout-ms N] [--memory-mb N] [--component ID]... [--max-instance-reuse-count N]
                [--quiet-components]
   runner check [--from spin.toml] [--variable KEY=VALUE]... [--config-schema schema.json]
   runner bench-instantiate [--from spin.toml] [--variable KEY=VALUE]... --path /route [-n N]
@@ -68,7 +68,13 @@ fn parse(args: Vec<String>) -> Result<Cli> {
                 cli.opts.memory_limit_bytes = mb << 20;
             }
             "--component" => only.push(value()?),
-            "--instance-reuse" => cli.opts.instance_reuse = true,
+            "--max-instance-reuse-count" => {
+                let n: u32 = value()?.parse().context("--max-instance-reuse-count")?;
+                if n == 0 {
+                    bail!("--max-instance-reuse-count must be at least 1");
+                }
+                cli.opts.max_instance_reuse_count = n;
+            }
             "--quiet-components" => cli.opts.echo_component_output = false,
             "--config-schema" => cli.config_schema = Some(PathBuf::from(value()?)),
             "--path" => cli.bench_path = Some(value()?),

@@ -169,7 +169,7 @@ async fn memory_cap_stops_a_growing_guest() {
 async fn instance_reuse_serves_sequential_requests() {
     let f = Fixture::new("reuse", ONE_COMPONENT);
     let app = load(Options {
-        instance_reuse: true,
+        max_instance_reuse_count: 2,
         ..f.options()
     })
     .await
