@@ -6,7 +6,7 @@ LISTEN ?= 127.0.0.1:3000
 # Extra Spin variables, the Spin way: VARIABLES="--variable log_level=debug".
 # SPIN_VARIABLE_<NAME> environment variables work too.
 VARIABLES ?=
-COMPONENTS := orders-create orders-get healthz openapi
+COMPONENTS := orders-create orders-get healthz openapi images-resize
 TEST_GUESTS := runner-test-guest
 WASM := --target wasm32-wasip2
 RUNNER := target/release/runner
@@ -19,7 +19,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: build components runner test test-postgres up check-config dev-secret migrate token fmt lint clean
+.PHONY: build components runner test test-postgres bench up check-config dev-secret migrate token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -34,11 +34,19 @@ runner:
 ## then the component suite again on a throwaway PostgreSQL server
 test: components
 	cargo build --profile component $(WASM) $(addprefix -p ,$(TEST_GUESTS))
-	cargo test --release -p kit -p runner -p component-tests
+	cargo test --release -p kit -p runner -p component-tests --features kit/imaging
 	$(MAKE) --no-print-directory test-postgres
 
 test-postgres: components
 	tests/postgres.sh cargo test --release -p component-tests
+
+## bench: every route under load on loopback (wrk), beside a no-op component and
+## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s
+## per scenario. BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
+bench: build
+	cargo build --profile component $(WASM) -p bench-noop
+	cargo build --release -p imaging-bench
+	SMOKE="$(SMOKE)" python3 bench/bench.py
 
 ## check-config: refuse a bad config before serving, naming every bad variable
 check-config: runner dev-secret
@@ -75,7 +83,7 @@ fmt:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --release -p kit -p runner -p component-tests --all-targets -- -D warnings
+	cargo clippy --release -p kit -p runner -p component-tests -p imaging-bench --all-targets --features kit/imaging -- -D warnings
 	cargo clippy --profile component $(WASM) $(addprefix -p ,$(COMPONENTS) $(TEST_GUESTS)) -- -D warnings
 
 clean:

@@ -56,7 +56,12 @@ pub fn authenticate(headers: &HeaderMap, config: &AuthConfig, now: i64) -> Resul
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty() && !token.contains(' '))
-        .ok_or_else(|| challenge(Some("invalid_request"), "the Authorization header must be `Bearer <token>`"))?;
+        .ok_or_else(|| {
+            challenge(
+                Some("invalid_request"),
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
 
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
@@ -108,8 +113,10 @@ fn challenge(error: Option<&str>, detail: &str) -> Problem {
         Some(code) => format!("Bearer realm=\"{REALM}\", error=\"{code}\", error_description=\"{detail}\""),
         None => format!("Bearer realm=\"{REALM}\""),
     };
-    Problem::new(ProblemKind::Unauthorized, detail)
-        .with_header(WWW_AUTHENTICATE, HeaderValue::from_str(&value).expect("challenge text is ASCII"))
+    Problem::new(ProblemKind::Unauthorized, detail).with_header(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_str(&value).expect("challenge text is ASCII"),
+    )
 }
 
 #[cfg(test)]
@@ -123,11 +130,20 @@ pub(crate) mod tests {
     const USER: &str = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
 
     fn config() -> AuthConfig {
-        AuthConfig { secret: Secret::new(SECRET.into()), issuer: None, audience: None }
+        AuthConfig {
+            secret: Secret::new(SECRET.into()),
+            issuer: None,
+            audience: None,
+        }
     }
 
     fn sign(claims: Value, secret: &str) -> String {
-        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn headers(value: &str) -> HeaderMap {
@@ -141,7 +157,14 @@ pub(crate) mod tests {
     }
 
     fn challenge_of(p: &Problem) -> String {
-        p.headers.iter().find(|(n, _)| n == WWW_AUTHENTICATE).unwrap().1.to_str().unwrap().to_string()
+        p.headers
+            .iter()
+            .find(|(n, _)| n == WWW_AUTHENTICATE)
+            .unwrap()
+            .1
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -167,23 +190,47 @@ pub(crate) mod tests {
         let tampered = {
             let token = sign(good.clone(), SECRET);
             let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-            let other = sign(json!({"sub": "9a3c1e5e-1111-4222-8333-444455556666", "exp": NOW + 60}), "x");
+            let other = sign(
+                json!({"sub": "9a3c1e5e-1111-4222-8333-444455556666", "exp": NOW + 60}),
+                "x",
+            );
             parts[1] = other.split('.').nth(1).unwrap().to_string();
             parts.join(".")
         };
         let none_alg = {
             use base64::Engine;
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), b64.encode(good.to_string()))
+            format!(
+                "{}.{}.",
+                b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+                b64.encode(good.to_string())
+            )
         };
-        let hs512 = encode(&Header::new(Algorithm::HS512), &good, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &good,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
         let cases = [
-            ("other secret", sign(good.clone(), "another-secret-of-enough-length-000000")),
+            (
+                "other secret",
+                sign(good.clone(), "another-secret-of-enough-length-000000"),
+            ),
             ("tampered", tampered),
             ("alg none", none_alg),
             ("alg HS512", hs512),
-            ("expired", sign(json!({"sub": USER, "exp": NOW - LEEWAY_SECONDS}), SECRET)),
-            ("not yet valid", sign(json!({"sub": USER, "exp": NOW + 600, "nbf": NOW + LEEWAY_SECONDS + 1}), SECRET)),
+            (
+                "expired",
+                sign(json!({"sub": USER, "exp": NOW - LEEWAY_SECONDS}), SECRET),
+            ),
+            (
+                "not yet valid",
+                sign(
+                    json!({"sub": USER, "exp": NOW + 600, "nbf": NOW + LEEWAY_SECONDS + 1}),
+                    SECRET,
+                ),
+            ),
             ("no sub", sign(json!({"exp": NOW + 60}), SECRET)),
             ("no exp", sign(json!({"sub": USER}), SECRET)),
             ("sub not a uuid", sign(json!({"sub": "alice", "exp": NOW + 60}), SECRET)),
@@ -192,7 +239,11 @@ pub(crate) mod tests {
         for (name, token) in cases {
             let p = check(&token, &config()).unwrap_err();
             assert_eq!(p.kind, ProblemKind::Unauthorized, "{name}");
-            assert!(challenge_of(&p).contains("error=\"invalid_token\""), "{name}: {}", challenge_of(&p));
+            assert!(
+                challenge_of(&p).contains("error=\"invalid_token\""),
+                "{name}: {}",
+                challenge_of(&p)
+            );
         }
     }
 
@@ -200,14 +251,24 @@ pub(crate) mod tests {
     fn leeway_applies_to_time_claims() {
         let just_expired = sign(json!({"sub": USER, "exp": NOW - LEEWAY_SECONDS + 1}), SECRET);
         assert!(check(&just_expired, &config()).is_ok());
-        let almost_valid = sign(json!({"sub": USER, "exp": NOW + 600, "nbf": NOW + LEEWAY_SECONDS}), SECRET);
+        let almost_valid = sign(
+            json!({"sub": USER, "exp": NOW + 600, "nbf": NOW + LEEWAY_SECONDS}),
+            SECRET,
+        );
         assert!(check(&almost_valid, &config()).is_ok());
     }
 
     #[test]
     fn issuer_and_audience_when_configured() {
-        let strict = AuthConfig { issuer: Some("https://id.example".into()), audience: Some("orders".into()), ..config() };
-        let right = sign(json!({"sub": USER, "exp": NOW + 60, "iss": "https://id.example", "aud": "orders"}), SECRET);
+        let strict = AuthConfig {
+            issuer: Some("https://id.example".into()),
+            audience: Some("orders".into()),
+            ..config()
+        };
+        let right = sign(
+            json!({"sub": USER, "exp": NOW + 60, "iss": "https://id.example", "aud": "orders"}),
+            SECRET,
+        );
         assert!(check(&right, &strict).is_ok());
         for wrong in [
             json!({"sub": USER, "exp": NOW + 60, "iss": "https://evil.example", "aud": "orders"}),

@@ -118,7 +118,11 @@ impl ConfigError {
     /// A required variable that is not mapped into the component.
     pub fn missing(name: &str) -> Self {
         ConfigError {
-            errors: vec![FieldError::at_parameter(name, "required", "the variable is required by this component")],
+            errors: vec![FieldError::at_parameter(
+                name,
+                "required",
+                "the variable is required by this component",
+            )],
         }
     }
 
@@ -215,7 +219,7 @@ impl Config {
 /// variable by name. Used by components and by `make up` before serving.
 pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    let schema = SCHEMA.get_or_init(|| Schema::compile(crate::schemas::CONFIG));
+    let schema = SCHEMA.get_or_init(|| Schema::for_file("config.json", crate::schemas::CONFIG));
     let object: Map<String, Value> = values
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))

@@ -20,7 +20,25 @@ pub struct BodyContract {
     pub schema: &'static str,
     /// Largest accepted body in bytes; more is `413`, decided before parsing.
     pub limit: usize,
+    /// Non-JSON bodies the route also takes, unparsed; `None` for JSON only.
+    pub raw: Option<RawContract>,
     compiled: OnceLock<Schema>,
+    compiled_parameters: OnceLock<Schema>,
+}
+
+/// The raw form of a body: one field of the JSON schema (e.g. base64 image
+/// data) sent as the whole body instead, the other fields as query
+/// parameters, validated against the same schema with that field removed.
+#[derive(Debug)]
+pub struct RawContract {
+    /// Accepted `Content-Type` essences, lower case; others are `415`.
+    pub media_types: &'static [&'static str],
+    /// Largest accepted raw body in bytes.
+    pub limit: usize,
+    /// The JSON field the raw body stands for.
+    pub field: &'static str,
+    /// Media types of the route's raw answers (for the OpenAPI document).
+    pub answers: &'static [&'static str],
 }
 
 impl BodyContract {
@@ -29,14 +47,55 @@ impl BodyContract {
             schema_file,
             schema,
             limit,
+            raw: None,
             compiled: OnceLock::new(),
+            compiled_parameters: OnceLock::new(),
+        }
+    }
+
+    /// A body taken as JSON or, for the media types of `raw`, as raw bytes.
+    pub const fn with_raw(schema_file: &'static str, schema: &'static str, limit: usize, raw: RawContract) -> Self {
+        BodyContract {
+            schema_file,
+            schema,
+            limit,
+            raw: Some(raw),
+            compiled: OnceLock::new(),
+            compiled_parameters: OnceLock::new(),
         }
     }
 
     /// The compiled schema, built on first use and kept for the life of the
     /// instance.
     pub fn compiled(&self) -> &Schema {
-        self.compiled.get_or_init(|| Schema::compile(self.schema))
+        self.compiled
+            .get_or_init(|| Schema::for_file(self.schema_file, self.schema))
+    }
+
+    /// The schema of the query parameters of the raw form: the body schema
+    /// without the raw field. `None` for JSON-only bodies.
+    pub fn parameters_schema(&self) -> Option<serde_json::Value> {
+        let raw = self.raw.as_ref()?;
+        let mut schema: serde_json::Value = serde_json::from_str(self.schema).expect("embedded schema is JSON");
+        let object = schema.as_object_mut()?;
+        object.remove("$id");
+        object.remove("examples");
+        if let Some(properties) = object.get_mut("properties").and_then(|p| p.as_object_mut()) {
+            properties.remove(raw.field);
+        }
+        if let Some(required) = object.get_mut("required").and_then(|r| r.as_array_mut()) {
+            required.retain(|name| name != raw.field);
+        }
+        Some(schema)
+    }
+
+    /// [`Self::parameters_schema`], compiled once per instance.
+    pub fn compiled_parameters(&self) -> Option<&Schema> {
+        self.raw.as_ref()?;
+        Some(self.compiled_parameters.get_or_init(|| {
+            let schema = self.parameters_schema().unwrap_or_default();
+            Schema::compile(&schema.to_string())
+        }))
     }
 }
 
@@ -73,6 +132,8 @@ pub struct Route {
     pub responses: &'static [ResponseContract],
     /// The problem types this route may answer, besides its responses.
     pub problems: &'static [ProblemKind],
+    /// Whether callers need a bearer token (`401` before anything else is read).
+    pub auth: bool,
 }
 
 impl Route {
@@ -115,11 +176,16 @@ pub static CREATE_ORDER: Route = Route {
         MalformedJson,
         PayloadTooLarge,
         UnsupportedMediaType,
+        InvalidParameter,
+        Unauthorized,
+        Forbidden,
+        IdempotencyKeyReused,
         MethodNotAllowed,
         InvalidConfig,
         InternalError,
         DependencyUnavailable,
     ],
+    auth: true,
 };
 
 pub static GET_ORDER: Route = Route {
@@ -136,12 +202,14 @@ pub static GET_ORDER: Route = Route {
     }],
     problems: &[
         InvalidParameter,
+        Unauthorized,
         NotFound,
         MethodNotAllowed,
         InvalidConfig,
         InternalError,
         DependencyUnavailable,
     ],
+    auth: true,
 };
 
 pub static HEALTH: Route = Route {
@@ -164,6 +232,7 @@ pub static HEALTH: Route = Route {
         },
     ],
     problems: &COMMON,
+    auth: false,
 };
 
 pub static OPENAPI: Route = Route {
@@ -179,10 +248,58 @@ pub static OPENAPI: Route = Route {
         schema_file: None,
     }],
     problems: &COMMON,
+    auth: false,
+};
+
+/// Largest image `POST /images/resize` takes: the raw body of the binary
+/// form, the decoded `imageData` of the JSON form.
+pub const IMAGE_LIMIT: usize = 10 * 1024 * 1024;
+
+/// The JSON form carries the image in base64 (4 bytes per 3), plus room for
+/// the other fields: so the same image fits either form.
+pub const IMAGE_JSON_LIMIT: usize = IMAGE_LIMIT.div_ceil(3) * 4 + DEFAULT_JSON_LIMIT;
+
+pub static RESIZE_IMAGE: Route = Route {
+    component: "images-resize",
+    path: "/images/resize",
+    methods: &[Method::POST],
+    operation_id: "resizeImage",
+    summary: "Resize a JPEG, PNG or WebP image (JSON with base64, or the raw image with query parameters)",
+    body: Some(BodyContract::with_raw(
+        "image-resize.request.json",
+        crate::schemas::IMAGE_RESIZE_REQUEST,
+        IMAGE_JSON_LIMIT,
+        RawContract {
+            media_types: &["image/jpeg", "image/png", "image/webp", "application/octet-stream"],
+            limit: IMAGE_LIMIT,
+            field: "imageData",
+            answers: &["image/webp", "image/jpeg", "image/png"],
+        },
+    )),
+    responses: &[ResponseContract {
+        status: 200,
+        description: "The resized image: `{\"image\": base64}` for a JSON request, the encoded bytes (Content-Type of the format) for a raw one.",
+        schema_file: Some("image-resized.response.json"),
+    }],
+    problems: &[
+        ValidationFailed,
+        MalformedJson,
+        InvalidParameter,
+        InvalidBase64,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        UnsupportedImage,
+        ImageTooLarge,
+        CorruptImage,
+        MethodNotAllowed,
+        InvalidConfig,
+        InternalError,
+    ],
+    auth: false,
 };
 
 /// Every route of the app.
-pub static ALL: &[&Route] = &[&CREATE_ORDER, &GET_ORDER, &HEALTH, &OPENAPI];
+pub static ALL: &[&Route] = &[&CREATE_ORDER, &GET_ORDER, &HEALTH, &OPENAPI, &RESIZE_IMAGE];
 
 #[cfg(test)]
 mod tests {

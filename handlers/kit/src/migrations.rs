@@ -36,8 +36,9 @@ mod tests {
     #[test]
     fn statements_are_split_without_comments() {
         let all: Vec<String> = super::statements(super::SQLITE[0].1).collect();
-        assert_eq!(all.len(), 2);
-        assert!(all[0].starts_with("CREATE TABLE IF NOT EXISTS orders"));
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0], "PRAGMA journal_mode = WAL");
+        assert!(all[1].starts_with("CREATE TABLE IF NOT EXISTS orders"));
         assert!(all.iter().all(|s| !s.contains("--")));
     }
 

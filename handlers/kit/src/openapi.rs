@@ -40,6 +40,15 @@ pub fn document() -> Value {
     })
 }
 
+/// [`document`] serialised, built once per instance: instances serve many
+/// requests, and the document never changes while one lives.
+pub fn document_json() -> bytes::Bytes {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| bytes::Bytes::from(document().to_string()))
+        .clone()
+}
+
 /// `/orders/:id` becomes `/orders/{id}`.
 fn openapi_path(spin_route: &str) -> String {
     spin_route
@@ -126,8 +135,43 @@ fn operation(route: &Route) -> Value {
             "description": format!("At most {} bytes.", body.limit),
             "content": { "application/json": { "schema": schema_ref(body.schema_file) } },
         });
+        if let (Some(raw), Some(parameters)) = (&body.raw, body.parameters_schema()) {
+            document_raw_form(&mut op, raw, &parameters);
+        }
     }
     op
+}
+
+/// The raw form of a body: its media types, its query parameters (the body
+/// schema's other fields) and its binary answers.
+fn document_raw_form(op: &mut Value, raw: &crate::contract::RawContract, parameters: &Value) {
+    op["requestBody"]["description"] = json!(format!(
+        "{} Or the `{}` itself as the body, at most {} bytes, with the other fields as query parameters.",
+        op["requestBody"]["description"].as_str().unwrap_or_default(),
+        raw.field,
+        raw.limit
+    ));
+    for media_type in raw.media_types {
+        op["requestBody"]["content"][*media_type] =
+            json!({ "schema": { "type": "string", "contentMediaType": media_type } });
+    }
+    let required = parameters["required"].as_array().cloned().unwrap_or_default();
+    let list = op["parameters"].as_array_mut().expect("parameters is a list");
+    for (name, schema) in parameters["properties"].as_object().into_iter().flatten() {
+        list.push(json!({
+            "name": name, "in": "query", "required": required.contains(&json!(name)),
+            "description": format!("Raw form only. {}", schema["description"].as_str().unwrap_or_default()),
+            "schema": schema,
+        }));
+    }
+    for response in op["responses"].as_object_mut().into_iter().flat_map(|r| r.values_mut()) {
+        if response["content"].get("application/json").is_some() {
+            for media_type in raw.answers {
+                response["content"][*media_type] =
+                    json!({ "schema": { "type": "string", "contentMediaType": media_type } });
+            }
+        }
+    }
 }
 
 fn problem_catalogue() -> Value {
@@ -172,6 +216,17 @@ mod tests {
             }
         }
         assert!(doc["paths"]["/orders/{id}"]["get"]["parameters"][1]["name"] == "id");
+        let resize = &doc["paths"]["/images/resize"]["post"];
+        assert!(resize["requestBody"]["content"]["image/png"].is_object());
+        assert!(resize["responses"]["200"]["content"]["image/webp"].is_object());
+        let query: Vec<&str> = resize["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(query, ["fit", "format", "height", "quality", "width"]);
     }
 
     #[test]

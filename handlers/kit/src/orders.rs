@@ -86,6 +86,10 @@ impl<D: Database> OrderStore<D> {
 
     /// Stores a new order with a fresh id, created `now`.
     ///
+    /// PostgreSQL parameters are bound as text and cast in SQL
+    /// (`$1::text::uuid`): the `spin:postgres` host binds a string parameter
+    /// only to a text-typed placeholder.
+    ///
     /// With an idempotency key, the unique index on `(user_id,
     /// idempotency_key)` decides: of concurrent requests with one key exactly
     /// one insert wins, the others read the winner back. A key older than
@@ -117,10 +121,12 @@ impl<D: Database> OrderStore<D> {
             }
             Dialect::Postgres => {
                 "UPDATE orders SET idempotency_key = NULL, request_hash = NULL \
-                 WHERE user_id = $1::uuid AND idempotency_key = $2 AND created_at <= $3::timestamptz"
+                 WHERE user_id = $1::text::uuid AND idempotency_key = $2 AND created_at <= $3::text::timestamptz"
             }
         };
-        self.db.execute(release, &[user.clone(), key.clone(), cutoff.into()]).await?;
+        self.db
+            .execute(release, &[user.clone(), key.clone(), cutoff.into()])
+            .await?;
         let fingerprint = SqlValue::from(idempotency.fingerprint.as_str());
         if self.insert(&order, &items, key.clone(), fingerprint).await? == 1 {
             return Ok(Created::New(order));
@@ -128,14 +134,18 @@ impl<D: Database> OrderStore<D> {
         let existing = match self.db.dialect() {
             Dialect::Sqlite => "SELECT id, request_hash FROM orders WHERE user_id = ? AND idempotency_key = ?",
             Dialect::Postgres => {
-                "SELECT id::text, request_hash FROM orders WHERE user_id = $1::uuid AND idempotency_key = $2"
+                "SELECT id::text, request_hash FROM orders WHERE user_id = $1::text::uuid AND idempotency_key = $2"
             }
         };
         let rows = self.db.query(existing, &[user, key]).await?;
         let row = rows
             .first()
             .ok_or_else(|| DbError::Conflict("idempotency key released while in use; retry".into()))?;
-        let id = row.first().and_then(SqlValue::as_text).and_then(|t| Uuid::parse_str(t).ok()).ok_or_else(|| corrupt(0))?;
+        let id = row
+            .first()
+            .and_then(SqlValue::as_text)
+            .and_then(|t| Uuid::parse_str(t).ok())
+            .ok_or_else(|| corrupt(0))?;
         if row.get(1).and_then(SqlValue::as_text) == Some(idempotency.fingerprint.as_str()) {
             Ok(Created::Replayed(id))
         } else {
@@ -152,7 +162,7 @@ impl<D: Database> OrderStore<D> {
             }
             Dialect::Postgres => {
                 "INSERT INTO orders (id, user_id, items, created_at, idempotency_key, request_hash) \
-                 VALUES ($1::uuid, $2::uuid, $3::jsonb, $4::timestamptz, $5, $6) ON CONFLICT DO NOTHING"
+                 VALUES ($1::text::uuid, $2::text::uuid, $3::text::jsonb, $4::text::timestamptz, $5, $6) ON CONFLICT DO NOTHING"
             }
         };
         let params = [
@@ -173,7 +183,7 @@ impl<D: Database> OrderStore<D> {
             Dialect::Postgres => {
                 "SELECT id::text, user_id::text, items::text, \
                  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
-                 FROM orders WHERE id = $1::uuid"
+                 FROM orders WHERE id = $1::text::uuid"
             }
         };
         let rows = self.db.query(sql, &[id.to_string().into()]).await?;
@@ -230,12 +240,15 @@ pub fn idempotency_key(ctx: &Ctx) -> Result<Option<String>, Problem> {
     if (1..=255).contains(&bytes.len()) && bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
         Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
     } else {
-        Err(Problem::new(ProblemKind::InvalidParameter, "the Idempotency-Key header is malformed")
-            .with_errors(vec![FieldError::at_parameter(
-                "Idempotency-Key",
-                "maxLength",
-                "must be 1 to 255 printable ASCII characters",
-            )]))
+        Err(
+            Problem::new(ProblemKind::InvalidParameter, "the Idempotency-Key header is malformed").with_errors(vec![
+                FieldError::at_parameter(
+                    "Idempotency-Key",
+                    "maxLength",
+                    "must be 1 to 255 printable ASCII characters",
+                ),
+            ]),
+        )
     }
 }
 
@@ -248,11 +261,17 @@ fn caller(ctx: &Ctx) -> Result<Uuid, Problem> {
 /// again for a replayed `Idempotency-Key`.
 pub async fn create<D: Database>(ctx: &Ctx, store: &OrderStore<D>, new: NewOrder) -> Result<Response<Bytes>, Problem> {
     if new.user_id != caller(ctx)? {
-        return Err(Problem::new(ProblemKind::Forbidden, "userId must be the token's subject")
-            .with_errors(vec![FieldError::at_pointer("/userId", "const", "must equal the token's sub")]));
+        return Err(
+            Problem::new(ProblemKind::Forbidden, "userId must be the token's subject").with_errors(vec![
+                FieldError::at_pointer("/userId", "const", "must equal the token's sub"),
+            ]),
+        );
     }
     let idempotency = idempotency_key(ctx)?.map(|key| Idempotency::new(key, &new));
-    let created = store.create(new, ctx.now, idempotency.as_ref()).await.map_err(|e| store_problem(ctx, e))?;
+    let created = store
+        .create(new, ctx.now, idempotency.as_ref())
+        .await
+        .map_err(|e| store_problem(ctx, e))?;
     let (id, replayed) = match created {
         Created::New(order) => (order.id, false),
         Created::Replayed(id) => (id, true),
@@ -263,12 +282,17 @@ pub async fn create<D: Database>(ctx: &Ctx, store: &OrderStore<D>, new: NewOrder
             ));
         }
     };
-    ctx.log.debug("order created", &[("orderId", json!(id)), ("replayed", json!(replayed))]);
+    ctx.log.debug(
+        "order created",
+        &[("orderId", json!(id)), ("replayed", json!(replayed))],
+    );
     let mut response = json(StatusCode::CREATED, &json!({ "orderId": id }));
     let location = HeaderValue::from_str(&format!("/orders/{id}")).expect("a UUID path is a valid header");
     response.headers_mut().insert(header::LOCATION, location);
     if replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }

@@ -17,13 +17,13 @@
 
 use crate::auth::{self, Caller};
 use crate::config::{Config, ConfigError, LogLevel};
-use chrono::{DateTime, Utc};
 use crate::contract::{BodyContract, RawContract, Route};
 use crate::log::Logger;
 use crate::problem::{FieldError, Problem, ProblemKind};
 use crate::request_id;
 use crate::validate::parse_json;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use http::{HeaderValue, Method, Response, StatusCode, header, request::Parts};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -364,8 +364,15 @@ fn finish(response: &mut Response<Bytes>, method: &Method, log: &Logger) {
 
 /// A JSON answer.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Bytes> {
-    let body = serde_json::to_vec(value).expect("answers always serialise");
-    let mut response = Response::new(Bytes::from(body));
+    json_bytes(
+        status,
+        Bytes::from(serde_json::to_vec(value).expect("answers always serialise")),
+    )
+}
+
+/// A JSON answer already serialised.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -385,7 +392,11 @@ mod tests {
         methods: &[Method::POST],
         operation_id: "testPost",
         summary: "",
-        body: Some(BodyContract::new("order-create.request.json", crate::schemas::ORDER_CREATE_REQUEST, DEFAULT_JSON_LIMIT)),
+        body: Some(BodyContract::new(
+            "order-create.request.json",
+            crate::schemas::ORDER_CREATE_REQUEST,
+            DEFAULT_JSON_LIMIT,
+        )),
         responses: &[],
         problems: &[],
         auth: false,

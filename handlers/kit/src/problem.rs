@@ -18,13 +18,20 @@ pub enum ProblemKind {
     ValidationFailed,
     MalformedJson,
     InvalidParameter,
+    Unauthorized,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
+    IdempotencyKeyReused,
     InvalidConfig,
     InternalError,
     DependencyUnavailable,
+    InvalidBase64,
+    UnsupportedImage,
+    ImageTooLarge,
+    CorruptImage,
 }
 
 impl ProblemKind {
@@ -33,13 +40,20 @@ impl ProblemKind {
         ProblemKind::ValidationFailed,
         ProblemKind::MalformedJson,
         ProblemKind::InvalidParameter,
+        ProblemKind::Unauthorized,
+        ProblemKind::Forbidden,
         ProblemKind::NotFound,
         ProblemKind::MethodNotAllowed,
         ProblemKind::PayloadTooLarge,
         ProblemKind::UnsupportedMediaType,
+        ProblemKind::IdempotencyKeyReused,
         ProblemKind::InvalidConfig,
         ProblemKind::InternalError,
         ProblemKind::DependencyUnavailable,
+        ProblemKind::InvalidBase64,
+        ProblemKind::UnsupportedImage,
+        ProblemKind::ImageTooLarge,
+        ProblemKind::CorruptImage,
     ];
 
     /// The `type` member: a URI reference, stable across releases.
@@ -48,13 +62,20 @@ impl ProblemKind {
             ProblemKind::ValidationFailed => "/problems/validation-failed",
             ProblemKind::MalformedJson => "/problems/malformed-json",
             ProblemKind::InvalidParameter => "/problems/invalid-parameter",
+            ProblemKind::Unauthorized => "/problems/unauthorized",
+            ProblemKind::Forbidden => "/problems/forbidden",
             ProblemKind::NotFound => "/problems/not-found",
             ProblemKind::MethodNotAllowed => "/problems/method-not-allowed",
             ProblemKind::PayloadTooLarge => "/problems/payload-too-large",
             ProblemKind::UnsupportedMediaType => "/problems/unsupported-media-type",
+            ProblemKind::IdempotencyKeyReused => "/problems/idempotency-key-reused",
             ProblemKind::InvalidConfig => "/problems/invalid-config",
             ProblemKind::InternalError => "/problems/internal-error",
             ProblemKind::DependencyUnavailable => "/problems/dependency-unavailable",
+            ProblemKind::InvalidBase64 => "/problems/invalid-base64",
+            ProblemKind::UnsupportedImage => "/problems/unsupported-image",
+            ProblemKind::ImageTooLarge => "/problems/image-too-large",
+            ProblemKind::CorruptImage => "/problems/corrupt-image",
         }
     }
 
@@ -63,13 +84,20 @@ impl ProblemKind {
             ProblemKind::ValidationFailed => "Request validation failed",
             ProblemKind::MalformedJson => "Malformed JSON",
             ProblemKind::InvalidParameter => "Invalid parameter",
+            ProblemKind::Unauthorized => "Unauthorized",
+            ProblemKind::Forbidden => "Forbidden",
             ProblemKind::NotFound => "Not found",
             ProblemKind::MethodNotAllowed => "Method not allowed",
             ProblemKind::PayloadTooLarge => "Payload too large",
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
+            ProblemKind::IdempotencyKeyReused => "Idempotency key reused",
             ProblemKind::InvalidConfig => "Invalid configuration",
             ProblemKind::InternalError => "Internal error",
             ProblemKind::DependencyUnavailable => "Dependency unavailable",
+            ProblemKind::InvalidBase64 => "Invalid base64",
+            ProblemKind::UnsupportedImage => "Unsupported image",
+            ProblemKind::ImageTooLarge => "Image too large",
+            ProblemKind::CorruptImage => "Corrupt image",
         }
     }
 
@@ -78,12 +106,18 @@ impl ProblemKind {
             ProblemKind::ValidationFailed | ProblemKind::MalformedJson | ProblemKind::InvalidParameter => {
                 StatusCode::BAD_REQUEST
             }
+            ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemKind::Forbidden => StatusCode::FORBIDDEN,
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemKind::InvalidConfig | ProblemKind::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ProblemKind::DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::InvalidBase64 => StatusCode::BAD_REQUEST,
+            ProblemKind::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::ImageTooLarge | ProblemKind::CorruptImage => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

@@ -9,6 +9,8 @@ pub const ORDER_RESPONSE: &str = include_str!("../../../schemas/order.response.j
 pub const HEALTH_RESPONSE: &str = include_str!("../../../schemas/health.response.json");
 pub const PROBLEM: &str = include_str!("../../../schemas/problem.json");
 pub const CONFIG: &str = include_str!("../../../schemas/config.json");
+pub const IMAGE_RESIZE_REQUEST: &str = include_str!("../../../schemas/image-resize.request.json");
+pub const IMAGE_RESIZED_RESPONSE: &str = include_str!("../../../schemas/image-resized.response.json");
 
 /// Every embedded schema with its file name, for the OpenAPI document.
 pub const ALL: &[(&str, &str)] = &[
@@ -18,6 +20,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("health.response.json", HEALTH_RESPONSE),
     ("problem.json", PROBLEM),
     ("config.json", CONFIG),
+    ("image-resize.request.json", IMAGE_RESIZE_REQUEST),
+    ("image-resized.response.json", IMAGE_RESIZED_RESPONSE),
 ];
 
 #[cfg(test)]
@@ -31,6 +35,27 @@ mod tests {
                 "{name}"
             );
             jsonschema::draft202012::meta::validate(&value).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+/// Validators generated at build time from the schema files, so that a
+/// fresh instance validates without compiling anything.
+pub mod generated {
+    use crate::validate::ErrorsOf;
+
+    #[jsonschema::validator(path = "../../schemas/order-create.request.json", validate_formats = true)]
+    pub struct OrderCreateRequest;
+
+    #[jsonschema::validator(path = "../../schemas/config.json", validate_formats = true)]
+    pub struct Config;
+
+    /// The generated validator of `schemas/<file>`, if any.
+    pub fn errors_of(file: &str) -> Option<ErrorsOf> {
+        match file {
+            "order-create.request.json" => Some(OrderCreateRequest::iter_errors),
+            "config.json" => Some(Config::iter_errors),
+            _ => None,
         }
     }
 }

@@ -124,9 +124,10 @@ impl Database for SpinDatabase {
                 result.collect().await.map_err(sqlite_error)?;
                 Ok(connection.changes().await)
             }
-            SpinDatabase::Postgres(connection) => {
-                connection.execute(sql, params.iter().map(to_pg).collect::<Vec<_>>()).await.map_err(pg_error)
-            }
+            SpinDatabase::Postgres(connection) => connection
+                .execute(sql, params.iter().map(to_pg).collect::<Vec<_>>())
+                .await
+                .map_err(pg_error),
         }
     }
 
@@ -144,10 +145,15 @@ impl Database for SpinDatabase {
                     .collect())
             }
             SpinDatabase::Postgres(connection) => {
-                let result = connection.query(sql, params.iter().map(to_pg).collect::<Vec<_>>()).await.map_err(pg_error)?;
+                let result = connection
+                    .query(sql, params.iter().map(to_pg).collect::<Vec<_>>())
+                    .await
+                    .map_err(pg_error)?;
                 let width = result.columns().len();
                 let rows = result.collect().await.map_err(pg_error)?;
-                rows.iter().map(|row| (0..width).map(|i| from_pg(&row[i])).collect()).collect()
+                rows.iter()
+                    .map(|row| (0..width).map(|i| from_pg(&row[i])).collect())
+                    .collect()
             }
         }
     }

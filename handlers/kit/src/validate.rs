@@ -1,19 +1,49 @@
 //! JSON parsing and JSON Schema 2020-12 validation, with every failure located.
 //!
-//! A [`Schema`] is compiled once per component instance (Spin instantiates per
-//! request, so "once" is usually once per request: the bench reports the cost).
+//! Spin makes an instance per request, so a schema compiled at run time is
+//! compiled per request, and the first compile of an instance also builds
+//! jsonschema's lazy registries (about 1.7 ms natively, more in wasm:
+//! `cargo run --release -p kit --example schema_cost`). The route bodies and
+//! the config therefore use validators generated at build time from the same
+//! files ([`crate::schemas::generated`]); [`Schema::for_file`] picks them.
 //! `format` is asserted, not an annotation, as the conventions require.
 
 use crate::problem::{FieldError, Problem, ProblemKind};
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
+/// A validator's error walk, as generated at build time.
+pub type ErrorsOf = for<'i> fn(&'i Value) -> jsonschema::ErrorIterator<'i>;
+
 /// A compiled schema.
 pub struct Schema {
-    validator: jsonschema::Validator,
+    validator: Validator,
+}
+
+enum Validator {
+    Runtime(jsonschema::Validator),
+    Generated(ErrorsOf),
 }
 
 impl Schema {
+    /// The validator generated at build time for `schemas/<file>` when there
+    /// is one, else `text` compiled now.
+    pub fn for_file(file: &str, text: &str) -> Schema {
+        match crate::schemas::generated::errors_of(file) {
+            Some(errors_of) => Schema {
+                validator: Validator::Generated(errors_of),
+            },
+            None => Schema::compile(text),
+        }
+    }
+
+    fn iter_errors<'i>(&'i self, instance: &'i Value) -> jsonschema::ErrorIterator<'i> {
+        match &self.validator {
+            Validator::Runtime(validator) => validator.iter_errors(instance),
+            Validator::Generated(errors_of) => errors_of(instance),
+        }
+    }
+
     /// Compiles an embedded schema. The schemas ship inside the binary and
     /// are checked by the tests, so a failure here is a build defect.
     pub fn compile(text: &str) -> Schema {
@@ -22,13 +52,15 @@ impl Schema {
             .should_validate_formats(true)
             .build(&document)
             .expect("embedded schema compiles");
-        Schema { validator }
+        Schema {
+            validator: Validator::Runtime(validator),
+        }
     }
 
     /// Every failed constraint, in document order; empty when `instance` is valid.
     pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        for error in self.validator.iter_errors(instance) {
+        for error in self.iter_errors(instance) {
             let pointer = error.instance_path().as_str().to_string();
             match error.kind() {
                 // One entry per unknown property, located at the property itself.
@@ -52,7 +84,43 @@ impl Schema {
     }
 
     pub fn is_valid(&self, instance: &Value) -> bool {
-        self.validator.is_valid(instance)
+        self.iter_errors(instance).next().is_none()
+    }
+
+    /// Every failed constraint of a flat object of query parameters, each
+    /// located by the parameter's name rather than a pointer.
+    pub fn parameter_errors(&self, parameters: &Value) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for error in self.iter_errors(parameters) {
+            match error.kind() {
+                ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    for name in unexpected {
+                        errors.push(FieldError::at_parameter(
+                            name,
+                            "additionalProperties",
+                            "unknown parameter",
+                        ));
+                    }
+                }
+                ValidationErrorKind::Required { property } => errors.push(FieldError::at_parameter(
+                    property.as_str().unwrap_or_default(),
+                    "required",
+                    "is required",
+                )),
+                kind => {
+                    let pointer = error.instance_path().as_str();
+                    // The first reference token is the parameter's name.
+                    let name = pointer.split('/').nth(1).unwrap_or_default();
+                    let name = name.replace("~1", "/").replace("~0", "~");
+                    errors.push(FieldError::at_parameter(
+                        name,
+                        kind.keyword(),
+                        error.masked().to_string(),
+                    ));
+                }
+            }
+        }
+        errors
     }
 }
 
@@ -190,6 +258,31 @@ mod tests {
     fn pointer_tokens_are_escaped() {
         let errors = order_schema().errors(&json!({"a/b~c": 1, "userId": "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e", "items": [{"productId": "p", "quantity": 1}]}));
         assert_eq!(errors[0].location, crate::problem::Location::Pointer("/a~1b~0c".into()));
+    }
+
+    #[test]
+    fn build_time_and_run_time_validators_agree() {
+        let key = |errors: Vec<FieldError>| {
+            let mut keys: Vec<_> = errors
+                .into_iter()
+                .map(|e| (format!("{:?}", e.location), e.keyword))
+                .collect();
+            keys.sort();
+            keys
+        };
+        let generated = Schema::for_file("order-create.request.json", crate::schemas::ORDER_CREATE_REQUEST);
+        for body in [
+            json!({"userId": "x", "items": [{"productId": "", "quantity": 0, "z": 1}], "extra": true}),
+            json!({"items": "none"}),
+            json!([]),
+            json!({"userId": "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e", "items": [{"productId": "p", "quantity": 3}]}),
+        ] {
+            assert_eq!(
+                key(generated.errors(&body)),
+                key(order_schema().errors(&body)),
+                "{body}"
+            );
+        }
     }
 
     #[test]

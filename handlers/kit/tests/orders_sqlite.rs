@@ -120,15 +120,26 @@ fn noon() -> DateTime<Utc> {
 fn bearer(user: &str) -> String {
     let claims = json!({"sub": user, "exp": noon().timestamp() + 7 * 24 * 3600});
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-    format!("Bearer {}", jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap())
+    format!(
+        "Bearer {}",
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    )
 }
 
 fn post(store: &OrderStore<Sqlite>, body: &str) -> Response<Bytes> {
     post_as(store, USER, None, body, noon())
 }
 
-fn post_as(store: &OrderStore<Sqlite>, user: &str, key: Option<&str>, body: &str, now: DateTime<Utc>) -> Response<Bytes> {
-    let mut head = Request::post("/orders").header("content-type", "application/json").header("authorization", bearer(user));
+fn post_as(
+    store: &OrderStore<Sqlite>,
+    user: &str,
+    key: Option<&str>,
+    body: &str,
+    now: DateTime<Utc>,
+) -> Response<Bytes> {
+    let mut head = Request::post("/orders")
+        .header("content-type", "application/json")
+        .header("authorization", bearer(user));
     if let Some(key) = key {
         head = head.header("idempotency-key", key);
     }
@@ -155,9 +166,14 @@ fn get_as(store: &OrderStore<Sqlite>, user: &str, id: &str) -> Response<Bytes> {
         .unwrap()
         .into_parts()
         .0;
-    block_on(serve_at(noon(), &GET_ORDER, head, Bytes::new(), Ok(config()), async |ctx: &Ctx, (): ()| {
-        orders::get(ctx, store).await
-    }))
+    block_on(serve_at(
+        noon(),
+        &GET_ORDER,
+        head,
+        Bytes::new(),
+        Ok(config()),
+        async |ctx: &Ctx, (): ()| orders::get(ctx, store).await,
+    ))
 }
 
 fn count(store: &OrderStore<Sqlite>) -> SqlValue {
@@ -287,10 +303,19 @@ fn orders_belong_to_the_token_subject() {
     assert_eq!(body(&forbidden)["type"], "/problems/forbidden");
     assert_eq!(count(&store), SqlValue::Integer(0));
 
-    let id = body(&post(&store, &kit_body(USER)))["orderId"].as_str().unwrap().to_string();
+    let id = body(&post(&store, &kit_body(USER)))["orderId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let hidden = get_as(&store, OTHER, &id);
     assert_eq!(hidden.status(), 404, "someone else's order reads as missing");
-    assert_eq!(body(&hidden)["detail"], body(&get_as(&store, OTHER, OTHER))["detail"].as_str().unwrap().replace(OTHER, &id));
+    assert_eq!(
+        body(&hidden)["detail"],
+        body(&get_as(&store, OTHER, OTHER))["detail"]
+            .as_str()
+            .unwrap()
+            .replace(OTHER, &id)
+    );
 }
 
 fn kit_body(user: &str) -> String {
@@ -307,7 +332,13 @@ fn idempotency_key_replays_within_24_hours_and_is_released_after() {
 
     // Same key, same body (formatted differently), 23h59 later: the first answer.
     let spaced = format!("  {}  ", kit_body(USER));
-    let again = post_as(&store, USER, Some("key-1"), &spaced, noon() + chrono::Duration::minutes(24 * 60 - 1));
+    let again = post_as(
+        &store,
+        USER,
+        Some("key-1"),
+        &spaced,
+        noon() + chrono::Duration::minutes(24 * 60 - 1),
+    );
     assert_eq!(again.status(), 201);
     assert_eq!(body(&again)["orderId"], id);
     assert_eq!(again.headers()["location"], first.headers()["location"]);
@@ -325,7 +356,13 @@ fn idempotency_key_replays_within_24_hours_and_is_released_after() {
     assert_ne!(body(&theirs)["orderId"], id);
 
     // After 24 hours the key is free again: a new order.
-    let later = post_as(&store, USER, Some("key-1"), &kit_body(USER), noon() + chrono::Duration::hours(24));
+    let later = post_as(
+        &store,
+        USER,
+        Some("key-1"),
+        &kit_body(USER),
+        noon() + chrono::Duration::hours(24),
+    );
     assert_eq!(later.status(), 201);
     assert_ne!(body(&later)["orderId"], id);
     assert_eq!(count(&store), SqlValue::Integer(3));
@@ -341,17 +378,29 @@ fn malformed_idempotency_keys_are_400() {
         assert_eq!(r.status(), 400, "{key:?}");
         assert_eq!(body(&r)["errors"][0]["parameter"], "Idempotency-Key");
     }
-    assert_eq!(post_as(&store, USER, Some(&"k".repeat(255)), &kit_body(USER), noon()).status(), 201);
+    assert_eq!(
+        post_as(&store, USER, Some(&"k".repeat(255)), &kit_body(USER), noon()).status(),
+        201
+    );
 }
 
 #[test]
 fn missing_token_is_401_before_the_body_is_read() {
     let (_dir, path) = temp_db();
     let store = OrderStore::new(Sqlite::open(&path));
-    let head = Request::post("/orders").header("content-type", "text/plain").body(()).unwrap().into_parts().0;
-    let r = block_on(serve(&CREATE_ORDER, head, Bytes::from_static(b"x"), Ok(config()), async |ctx: &Ctx, order: NewOrder| {
-        orders::create(ctx, &store, order).await
-    }));
+    let head = Request::post("/orders")
+        .header("content-type", "text/plain")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let r = block_on(serve(
+        &CREATE_ORDER,
+        head,
+        Bytes::from_static(b"x"),
+        Ok(config()),
+        async |ctx: &Ctx, order: NewOrder| orders::create(ctx, &store, order).await,
+    ));
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders-api\"");
 }

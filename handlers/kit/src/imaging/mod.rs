@@ -1,0 +1,447 @@
+//! The image pipeline of `POST /images/resize` (feature `imaging`): decode a
+//! JPEG, PNG or WebP, apply its EXIF orientation, resize it and encode it
+//! again, with every limit of issue 4 enforced before the memory is spent.
+//!
+//! Plain Rust over byte slices, so it is tested natively; [`route`] turns HTTP
+//! requests into calls of [`resize`].
+//!
+//! Choices (measured; see the closing note of issue 4):
+//! - decoders: the `image` crate with only its JPEG (zune-jpeg), PNG and WebP
+//!   codecs; it reads the header first, so the pixel cap is checked before any
+//!   pixel buffer exists, and its [`Limits`] bound what a decoder may allocate;
+//! - resizer: `fast_image_resize`, Lanczos3 like `sharp`, alpha premultiplied;
+//! - encoders: libwebp for lossy WebP (see [`webp`]), the `image` crate's
+//!   pure-Rust JPEG and PNG encoders.
+
+pub mod route;
+#[cfg(test)]
+mod tests;
+mod webp;
+
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::metadata::Orientation;
+use image::{ColorType, DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits};
+use serde::Deserialize;
+use std::io::Cursor;
+
+/// Largest accepted encoded image (the raw body of the binary form, the
+/// decoded `imageData` of the JSON form).
+pub const MAX_IMAGE_BYTES: usize = crate::contract::IMAGE_LIMIT;
+
+/// Largest accepted pixel count, read from the header before decoding. A
+/// 40 MP image decodes to 160 MB of RGBA; anything bigger is refused as a
+/// likely decompression bomb.
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// The most memory one request's pixel buffers may need at once. The runner
+/// gives each instance 256 MiB of linear memory; the rest is for the code,
+/// the body (up to 14 MiB of JSON, its parsed string and the decoded image)
+/// and the allocator's slack. [`resize`] estimates the peak from the header
+/// and the plan, before decoding, and refuses what would not fit: a 40 MP
+/// JPEG fits for thumbnails but not for a 4096x4096 output, a 16-bit RGBA
+/// PNG fits up to about 16 MP. It also bounds what a decoder may allocate.
+pub const MEMORY_BUDGET: u64 = 192 * 1024 * 1024;
+
+/// Largest output side, as in the request schema.
+pub const MAX_SIDE: u32 = 4096;
+
+/// How the image fills the requested box (`sharp`'s `fit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Exactly width x height; the image covers the box, centre-cropped.
+    #[default]
+    Cover,
+    /// Exactly width x height; the whole image, letterboxed (transparent when
+    /// the image has alpha and the output format keeps it, black otherwise).
+    Contain,
+    /// Exactly width x height; the aspect ratio is not kept.
+    Fill,
+    /// The whole image inside the box, aspect kept: one side may be smaller.
+    Inside,
+}
+
+/// The output encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Webp,
+    Jpeg,
+    Png,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Webp, Format::Jpeg, Format::Png];
+
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Webp => "image/webp",
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+        }
+    }
+
+    fn has_alpha(self) -> bool {
+        self != Format::Jpeg
+    }
+}
+
+/// The default `quality`, as in the request schema.
+pub const DEFAULT_QUALITY: u8 = 85;
+
+/// What to make of the image. The route fills it from a validated request,
+/// so the ranges of the schema hold; [`resize`] still refuses a zero side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub width: u32,
+    pub height: u32,
+    pub fit: Fit,
+    pub format: Format,
+    /// 1..=100; used by WebP and JPEG, ignored by PNG (lossless).
+    pub quality: u8,
+}
+
+/// An encoded result.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resized {
+    pub bytes: Vec<u8>,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Why an image was refused. Each maps to its own problem type.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImagingError {
+    /// More encoded bytes than [`MAX_IMAGE_BYTES`].
+    TooManyBytes(usize),
+    /// Not a JPEG, PNG or WebP (the name of what it is, when known).
+    Unsupported(String),
+    /// The header declares more than [`MAX_PIXELS`].
+    TooManyPixels { width: u32, height: u32 },
+    /// The work would need more than [`MEMORY_BUDGET`] bytes at its peak.
+    TooMuchMemory { width: u32, height: u32, bytes: u64 },
+    /// Truncated or corrupt data, or a decoder that would allocate too much.
+    Corrupt(String),
+    /// The parameters cannot be honoured (a zero or too large side).
+    BadParams(String),
+    /// An encoder failed on a valid image: a defect, not the caller's fault.
+    Encode(String),
+}
+
+impl std::fmt::Display for ImagingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImagingError::TooManyBytes(n) => write!(f, "the image is {n} bytes; the limit is {MAX_IMAGE_BYTES} bytes"),
+            ImagingError::Unsupported(what) => {
+                write!(f, "{what} is not supported; send a JPEG, PNG or WebP image")
+            }
+            ImagingError::TooManyPixels { width, height } => write!(
+                f,
+                "the image declares {width}x{height} = {} pixels; the limit is {MAX_PIXELS}",
+                u64::from(*width) * u64::from(*height)
+            ),
+            ImagingError::TooMuchMemory { width, height, bytes } => write!(
+                f,
+                "resizing this {width}x{height} image to the requested box would need about {} MiB; \
+                 the limit is {} MiB: ask for a smaller box or send a smaller image",
+                bytes.div_ceil(1 << 20),
+                MEMORY_BUDGET >> 20
+            ),
+            ImagingError::Corrupt(why) => write!(f, "the image could not be decoded: {why}"),
+            ImagingError::BadParams(why) | ImagingError::Encode(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Decodes `input`, resizes it per `params` and encodes the result.
+pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
+    if input.len() > MAX_IMAGE_BYTES {
+        return Err(ImagingError::TooManyBytes(input.len()));
+    }
+    for side in [params.width, params.height] {
+        if !(1..=MAX_SIDE).contains(&side) {
+            return Err(ImagingError::BadParams(format!(
+                "width and height must be 1..={MAX_SIDE}"
+            )));
+        }
+    }
+    let (decoder, header) = open(input)?;
+    let Header {
+        width,
+        height,
+        orientation,
+        ..
+    } = header;
+    let keep_alpha = header.color.has_alpha() && params.format.has_alpha();
+    // The box is asked for as displayed, i.e. after the EXIF orientation; we
+    // resize the stored pixels into the box turned back, then orient the small
+    // result, which is far cheaper than rotating the full-size image.
+    let turned = swaps_sides(orientation);
+    let stored = |(w, h): (u32, u32)| if turned { (h, w) } else { (w, h) };
+    let plan = Plan::new(params.fit, stored((width, height)), (params.width, params.height));
+    let (content_w, content_h) = stored(plan.content);
+    let (canvas_w, canvas_h) = stored(plan.canvas);
+    let channels: u64 = if keep_alpha { 4 } else { 3 };
+    let bytes = header.peak_bytes(channels, (content_w, content_h), (canvas_w, canvas_h));
+    if bytes > MEMORY_BUDGET {
+        return Err(ImagingError::TooMuchMemory { width, height, bytes });
+    }
+
+    let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let (pixels, pixel_type) = if keep_alpha {
+        (image.into_rgba8().into_raw(), PixelType::U8x4)
+    } else if image.color().has_alpha() {
+        // JPEG has no alpha: flatten onto black, as sharp (libvips) does.
+        (flatten_on_black(&image.into_rgba8().into_raw()), PixelType::U8x3)
+    } else {
+        (image.into_rgb8().into_raw(), PixelType::U8x3)
+    };
+    let content = if (content_w, content_h) == (width, height) {
+        pixels
+    } else {
+        let source = Image::from_vec_u8(width, height, pixels, pixel_type).map_err(internal)?;
+        let mut target = Image::new(content_w, content_h, pixel_type);
+        let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        if plan.crop {
+            options = options.fit_into_destination(Some((0.5, 0.5)));
+        }
+        Resizer::new()
+            .resize(&source, &mut target, &options)
+            .map_err(internal)?;
+        target.into_vec()
+    };
+    let canvas = if (canvas_w, canvas_h) == (content_w, content_h) {
+        content
+    } else {
+        letterbox(
+            &content,
+            (content_w, content_h),
+            (canvas_w, canvas_h),
+            channels as usize,
+        )
+    };
+    let mut out = if keep_alpha {
+        image::RgbaImage::from_raw(canvas_w, canvas_h, canvas).map(DynamicImage::ImageRgba8)
+    } else {
+        image::RgbImage::from_raw(canvas_w, canvas_h, canvas).map(DynamicImage::ImageRgb8)
+    }
+    .ok_or_else(|| ImagingError::Encode("pixel buffer size".into()))?;
+    out.apply_orientation(orientation);
+    let (width, height) = (out.width(), out.height());
+    let bytes = encode(&out, params)?;
+    Ok(Resized {
+        bytes,
+        format: params.format,
+        width,
+        height,
+    })
+}
+
+/// What the output is made of, in displayed orientation.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan {
+    /// The size of the output image.
+    canvas: (u32, u32),
+    /// The size the image is resized to, centred on the canvas.
+    content: (u32, u32),
+    /// Crop the source to the content's aspect ratio first (cover).
+    crop: bool,
+}
+
+impl Plan {
+    fn new(fit: Fit, (src_w, src_h): (u32, u32), (box_w, box_h): (u32, u32)) -> Plan {
+        let boxed = (box_w, box_h);
+        match fit {
+            Fit::Cover => Plan {
+                canvas: boxed,
+                content: boxed,
+                crop: true,
+            },
+            Fit::Fill => Plan {
+                canvas: boxed,
+                content: boxed,
+                crop: false,
+            },
+            Fit::Inside | Fit::Contain => {
+                // The largest size of the source's aspect that fits the box;
+                // f64 is exact for these integers, and each side stays >= 1.
+                let scale = (f64::from(box_w) / f64::from(src_w)).min(f64::from(box_h) / f64::from(src_h));
+                let side = |s: u32, max: u32| ((f64::from(s) * scale).round() as u32).clamp(1, max);
+                let content = (side(src_w, box_w), side(src_h, box_h));
+                let canvas = if fit == Fit::Inside { content } else { boxed };
+                Plan {
+                    canvas,
+                    content,
+                    crop: false,
+                }
+            }
+        }
+    }
+}
+
+/// Whether the orientation turns the image by a quarter.
+fn swaps_sides(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
+}
+
+/// Centres `content` on a canvas of zeros: transparent for RGBA, black for RGB.
+fn letterbox(content: &[u8], (w, h): (u32, u32), (cw, ch): (u32, u32), channels: usize) -> Vec<u8> {
+    let (w, h, cw, ch) = (w as usize, h as usize, cw as usize, ch as usize);
+    let mut canvas = vec![0u8; cw * ch * channels];
+    let (left, top) = ((cw - w) / 2, (ch - h) / 2);
+    for (y, row) in content.chunks_exact(w * channels).enumerate() {
+        let start = ((top + y) * cw + left) * channels;
+        canvas[start..start + row.len()].copy_from_slice(row);
+    }
+    canvas
+}
+
+fn encode(image: &DynamicImage, params: &Params) -> Result<Vec<u8>, ImagingError> {
+    let (w, h) = (image.width(), image.height());
+    let alpha = image.color().has_alpha();
+    let color = if alpha {
+        ExtendedColorType::Rgba8
+    } else {
+        ExtendedColorType::Rgb8
+    };
+    let mut out = Vec::new();
+    let written = match params.format {
+        Format::Webp => return webp::encode(image.as_bytes(), w, h, alpha, params.quality),
+        Format::Jpeg => {
+            JpegEncoder::new_with_quality(&mut out, params.quality).write_image(image.as_bytes(), w, h, color)
+        }
+        Format::Png => PngEncoder::new(&mut out).write_image(image.as_bytes(), w, h, color),
+    };
+    written.map_err(|e| ImagingError::Encode(format!("{:?} encoding failed: {e}", params.format)))?;
+    Ok(out)
+}
+
+/// fast_image_resize refuses only mismatched buffers and pixel types, which
+/// the code above rules out: reaching this is a defect.
+fn internal(error: impl std::fmt::Display) -> ImagingError {
+    ImagingError::Encode(format!("resize failed: {error}"))
+}
+
+/// What the header says, before any pixel is decoded.
+#[derive(Clone, Copy, Debug)]
+struct Header {
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+    color: ColorType,
+    /// What the decoder needs besides its output, per pixel: the
+    /// coefficients of a progressive JPEG (i16 for each of 3 samples), the
+    /// ARGB or YUV planes of WebP; PNG and baseline JPEG decode row by row.
+    decoder_bytes_per_pixel: u64,
+}
+
+impl Header {
+    /// An upper bound of the bytes alive at once, phase by phase: decoding,
+    /// conversion to 8-bit RGB(A), resizing (fast_image_resize's vertical
+    /// pass keeps a source-wide, destination-high buffer, and premultiplies
+    /// a copy of the source when there is alpha), letterboxing and encoding.
+    fn peak_bytes(&self, channels: u64, (content_w, content_h): (u32, u32), (canvas_w, canvas_h): (u32, u32)) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        let decoded = pixels * u64::from(self.color.bytes_per_pixel());
+        let converted = pixels * channels;
+        let decode = decoded + pixels * self.decoder_bytes_per_pixel;
+        let convert = if decoded == converted {
+            decoded
+        } else {
+            decoded + converted
+        };
+        let content = u64::from(content_w) * u64::from(content_h) * channels;
+        let premultiplied = if channels == 4 { converted } else { 0 };
+        let vertical_pass = u64::from(self.width) * u64::from(content_h) * channels;
+        let resize = converted + premultiplied + vertical_pass + content;
+        let canvas = u64::from(canvas_w) * u64::from(canvas_h) * channels;
+        // Letterboxing keeps both; orienting copies the canvas; encoders
+        // produce at most about one more canvas.
+        let finish = content + 2 * canvas;
+        decode.max(convert).max(resize).max(finish)
+    }
+}
+
+/// Reads the header and refuses what is over the pixel cap; the decoder is
+/// left ready to decode.
+fn open(input: &[u8]) -> Result<(impl ImageDecoder + '_, Header), ImagingError> {
+    let mut reader = ImageReader::new(Cursor::new(input))
+        .with_guessed_format()
+        .map_err(|e| ImagingError::Corrupt(e.to_string()))?;
+    let decoder_bytes_per_pixel = match reader.format() {
+        Some(ImageFormat::Jpeg) if jpeg_is_progressive(input) => 6,
+        Some(ImageFormat::Jpeg | ImageFormat::Png) => 0,
+        Some(ImageFormat::WebP) => 4,
+        Some(other) => return Err(ImagingError::Unsupported(format!("{other:?}"))),
+        None => return Err(ImagingError::Unsupported("the data (not a known image format)".into())),
+    };
+    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(input) {
+        // zune-jpeg fills a truncated scan with grey and succeeds; sharp
+        // (libvips, fail on warnings) refuses such a file, and so do we.
+        return Err(ImagingError::Corrupt(
+            "the JPEG data ends before its last scan does".into(),
+        ));
+    }
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MEMORY_BUDGET);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(ImagingError::TooManyPixels { width, height });
+    }
+    if width == 0 || height == 0 {
+        return Err(ImagingError::Corrupt("the image has no pixels".into()));
+    }
+    // A broken EXIF block is no reason to refuse the pixels.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let header = Header {
+        width,
+        height,
+        orientation,
+        color: decoder.color_type(),
+        decoder_bytes_per_pixel,
+    };
+    Ok((decoder, header))
+}
+
+/// Whether the JPEG has a progressive frame (SOF2), whose decoder keeps every
+/// coefficient until the last scan. An SOF2 inside an EXIF thumbnail also
+/// counts: the estimate errs on the safe side.
+fn jpeg_is_progressive(input: &[u8]) -> bool {
+    input.windows(2).any(|w| w == [0xFF, 0xC2])
+}
+
+/// Whether an end-of-image marker follows the last start-of-scan marker.
+/// Both are unambiguous: inside entropy-coded data a 0xFF byte is always
+/// followed by 0x00 or a restart marker. Looking after the *last* scan skips
+/// an EXIF thumbnail's own markers, which come before the main image.
+fn jpeg_is_complete(input: &[u8]) -> bool {
+    let Some(last_scan) = input.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    input[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+fn decode_error(error: image::ImageError) -> ImagingError {
+    match error {
+        image::ImageError::Unsupported(e) => ImagingError::Unsupported(format!("this variant ({e})")),
+        other => ImagingError::Corrupt(other.to_string()),
+    }
+}
+
+fn flatten_on_black(rgba: &[u8]) -> Vec<u8> {
+    rgba.chunks_exact(4)
+        .flat_map(|p| {
+            let a = u16::from(p[3]);
+            [0, 1, 2].map(|i| ((u16::from(p[i]) * a + 127) / 255) as u8)
+        })
+        .collect()
+}
