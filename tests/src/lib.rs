@@ -244,15 +244,19 @@ fn host_port(url: &str) -> String {
 /// returns its URL.
 async fn fresh_postgres_database(admin_url: &str, migrate: bool) -> String {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.expect("test PostgreSQL");
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("test PostgreSQL");
     tokio::spawn(connection);
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
     let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
     if migrate {
         let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
-        let mut files: Vec<_> =
-            std::fs::read_dir(root().join("migrations/postgres")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(root().join("migrations/postgres"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for file in files {
             db.batch_execute(&std::fs::read_to_string(file).unwrap()).await.unwrap();

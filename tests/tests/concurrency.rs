@@ -8,14 +8,24 @@ use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_creates_all_read_back() {
-    let h = Arc::new(Harness::load(Setup { components: &["orders-create", "orders-get"], variables: &[], migrate: true }).await);
+    let h = Arc::new(
+        Harness::load(Setup {
+            components: &["orders-create", "orders-get"],
+            variables: &[],
+            migrate: true,
+        })
+        .await,
+    );
     let mut tasks = Vec::new();
     for n in 0..48 {
         let h = h.clone();
         tasks.push(tokio::spawn(async move {
             let body = json!({"userId": USER, "items": [{"productId": format!("sku-{n}"), "quantity": n + 1}]});
             let r = h.post_as_user("/orders", body.to_string()).await;
-            let id = r.assert_json(201, "order-created.response.json")["orderId"].as_str().unwrap().to_string();
+            let id = r.assert_json(201, "order-created.response.json")["orderId"]
+                .as_str()
+                .unwrap()
+                .to_string();
             (n, id)
         }));
     }
@@ -26,7 +36,13 @@ async fn parallel_creates_all_read_back() {
     let ids: std::collections::BTreeSet<_> = created.iter().map(|(_, id)| id.clone()).collect();
     assert_eq!(ids.len(), created.len(), "duplicate ids");
     for (n, id) in created {
-        let order = h.get_as_user(&format!("/orders/{id}")).await.assert_json(200, "order.response.json");
-        assert_eq!(order["items"], json!([{"productId": format!("sku-{n}"), "quantity": n + 1}]));
+        let order = h
+            .get_as_user(&format!("/orders/{id}"))
+            .await
+            .assert_json(200, "order.response.json");
+        assert_eq!(
+            order["items"],
+            json!([{"productId": format!("sku-{n}"), "quantity": n + 1}])
+        );
     }
 }

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 fn pg_ctl(action: &str) {
     let command = std::env::var("TEST_PG_CTL").expect("TEST_PG_CTL");
-    let status = Command::new("sh").arg("-c").arg(format!("{command} {action}")).status().unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{command} {action}"))
+        .status()
+        .unwrap();
     assert!(status.success(), "pg_ctl {action}");
 }
 
@@ -20,15 +24,25 @@ async fn outage_gives_503_and_service_recovers() {
         eprintln!("not under tests/postgres.sh: the outage test needs a PostgreSQL cluster of its own");
         return;
     }
-    let h = Harness::load(Setup { components: &["orders-create", "orders-get", "healthz"], variables: &[], migrate: true }).await;
-    let before = h.post_as_user("/orders", order_body(USER)).await.assert_json(201, "order-created.response.json");
+    let h = Harness::load(Setup {
+        components: &["orders-create", "orders-get", "healthz"],
+        variables: &[],
+        migrate: true,
+    })
+    .await;
+    let before = h
+        .post_as_user("/orders", order_body(USER))
+        .await
+        .assert_json(201, "order-created.response.json");
     h.get("/healthz").await.assert_json(200, "health.response.json");
 
     pg_ctl("stop -m fast");
     let down = h.post_as_user("/orders", order_body(USER)).await;
     down.assert_problem(503, "/problems/dependency-unavailable");
     let id = before["orderId"].as_str().unwrap();
-    h.get_as_user(&format!("/orders/{id}")).await.assert_problem(503, "/problems/dependency-unavailable");
+    h.get_as_user(&format!("/orders/{id}"))
+        .await
+        .assert_problem(503, "/problems/dependency-unavailable");
     let health = h.get("/healthz").await.assert_json(503, "health.response.json");
     assert_eq!(health["checks"]["database"], "failing");
 
@@ -43,7 +57,11 @@ async fn outage_gives_503_and_service_recovers() {
         r.assert_problem(503, "/problems/dependency-unavailable");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    recovered.expect("service recovers once the database is back").assert_json(201, "order-created.response.json");
-    h.get_as_user(&format!("/orders/{id}")).await.assert_json(200, "order.response.json");
+    recovered
+        .expect("service recovers once the database is back")
+        .assert_json(201, "order-created.response.json");
+    h.get_as_user(&format!("/orders/{id}"))
+        .await
+        .assert_json(200, "order.response.json");
     h.get("/healthz").await.assert_json(200, "health.response.json");
 }
