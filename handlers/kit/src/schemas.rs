@@ -50,11 +50,15 @@ pub mod generated {
     #[jsonschema::validator(path = "../../schemas/config.json", validate_formats = true)]
     pub struct Config;
 
+    #[jsonschema::validator(path = "../../schemas/image-resize.request.json", validate_formats = true)]
+    pub struct ImageResizeRequest;
+
     /// The generated validator of `schemas/<file>`, if any.
     pub fn errors_of(file: &str) -> Option<ErrorsOf> {
         match file {
             "order-create.request.json" => Some(OrderCreateRequest::iter_errors),
             "config.json" => Some(Config::iter_errors),
+            "image-resize.request.json" => Some(ImageResizeRequest::iter_errors),
             _ => None,
         }
     }
