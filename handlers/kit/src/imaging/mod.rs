@@ -191,7 +191,11 @@ pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
         return Err(ImagingError::TooMuchMemory { width, height, bytes });
     }
 
-    let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let image = match shrink_on_load(input, (width, height), (content_w, content_h)) {
+        Some(smaller) => smaller,
+        None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
+    };
+    let (width, height) = (image.width(), image.height());
     let (pixels, pixel_type) = if keep_alpha {
         (image.into_rgba8().into_raw(), PixelType::U8x4)
     } else if image.color().has_alpha() {
@@ -410,6 +414,37 @@ fn open(input: &[u8]) -> Result<(impl ImageDecoder + '_, Header), ImagingError> 
         decoder_bytes_per_pixel,
     };
     Ok((decoder, header))
+}
+
+/// A JPEG decoded straight at 1/2, 1/4 or 1/8 of its size when the result
+/// still covers `content` (the size it is resized to): the reduced IDCT skips
+/// most of the decoding work, which is what sharp's shrink-on-load does. `None`
+/// when the image is not a JPEG, is too small to shrink, or is in a pixel
+/// format this path does not take (CMYK): the full decode then runs.
+fn shrink_on_load(
+    input: &[u8],
+    (width, height): (u32, u32),
+    (content_w, content_h): (u32, u32),
+) -> Option<DynamicImage> {
+    if !input.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let headroom =
+        (f64::from(width) / f64::from(content_w.max(1))).min(f64::from(height) / f64::from(content_h.max(1)));
+    let factor = [8u32, 4, 2].into_iter().find(|&k| f64::from(k) <= headroom)?;
+    let wanted = |side: u32| u16::try_from(side.div_ceil(factor)).ok();
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(input));
+    decoder.set_max_decoding_buffer_size(usize::try_from(MEMORY_BUDGET).ok()?);
+    decoder.read_info().ok()?;
+    let (w, h) = decoder.scale(wanted(width)?, wanted(height)?).ok()?;
+    let pixels = decoder.decode().ok()?;
+    let format = decoder.info()?.pixel_format;
+    let (w, h) = (u32::from(w), u32::from(h));
+    match format {
+        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+        _ => None,
+    }
 }
 
 /// Whether the JPEG has a progressive frame (SOF2), whose decoder keeps every
