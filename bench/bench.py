@@ -1,0 +1,681 @@
+#!/usr/bin/env python3
+"""`make bench`: every route of the app under load, on loopback, with wrk.
+
+Starts the app (the project's runner, or `spin up` with BENCH_ENGINE=spin),
+seeds orders, drives each scenario for a bounded time and prints a table
+(requests/s, p50, p99, errors, CPU of the runtime and of wrk) beside the
+Node.js service's figures, then writes bench/results/latest.json. A scenario
+that sees a status code it does not expect (or socket errors) makes the run
+fail loudly: its numbers would be nonsense.
+
+Environment (all optional):
+  SMOKE=1              about a second per scenario (CI), no warm-up
+  BENCH_ENGINE=spin    serve with `spin up` instead of target/release/runner
+  BENCH_SECONDS=10     seconds per scenario
+  BENCH_CONNECTIONS=32 connections of the load scenarios
+  BENCH_RESIZE_CONNECTIONS=8  connections of the background resize load
+                       in the isolation scenario
+
+Standard library only; `make bench` builds what it needs first.
+"""
+import atexit
+import base64
+import http.client
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+RESULTS = os.path.join(BENCH, "results")
+RUN = os.path.join(RESULTS, "run")
+LUA = os.path.join(BENCH, "wrk.lua")
+RUNNER = os.path.join(ROOT, "target", "release", "runner")
+PHOTO_TOOL = os.path.join(ROOT, "target", "release", "imaging-bench")
+
+SMOKE = os.environ.get("SMOKE", "") not in ("", "0")
+ENGINE = os.environ.get("BENCH_ENGINE", "runner")
+SECONDS = 1 if SMOKE else int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = 0 if SMOKE else 2
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+RESIZE_CONNECTIONS = int(os.environ.get("BENCH_RESIZE_CONNECTIONS", "8"))
+INSTANTIATE_N = 100 if SMOKE else 2000
+SEED_ORDERS = 10 if SMOKE else 100
+USER = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e"
+TICK = os.sysconf("SC_CLK_TCK")
+
+# The Node.js service on the same kind of machine (2 cores, oha c=32), and
+# real Spin serving a no-op component.
+NODE = {
+    "runtime": "",
+    "noop": "Spin no-op: 11.9k req/s",
+    "post-orders-valid": "7.0k req/s, p99 7.5 ms",
+    "get-order": "6.8k req/s",
+    "resize-json": "104 img/s",
+    "resize-binary": "104 img/s (JSON form)",
+    "isolation": "GET p99 x4.4 while resizing",
+}
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def die(msg, code=2):
+    say(f"\n!!! bench: {msg}")
+    sys.exit(code)
+
+
+# --- tools ---------------------------------------------------------------
+
+
+def ensure_wrk():
+    """wrk from Debian, installed once (the bench must work on a fresh machine)."""
+    if shutil.which("wrk"):
+        return
+    say("bench: installing wrk (Debian package) ...")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        subprocess.run(sudo + cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    if not shutil.which("wrk"):
+        die("wrk is not on PATH after apt-get install wrk")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- processes: CPU and memory from /proc ---------------------------------
+
+
+def proc_tree(pid):
+    """pid and all its descendants (spin up runs its trigger as a child)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / TICK
+
+
+def peak_rss_mib(pid):
+    """VmHWM summed over the process tree, in MiB."""
+    kib = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
+            kib += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return kib / 1024
+
+
+def machine_cpu():
+    """(busy, total) seconds of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]  # user .. steal (guest is inside user)
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / TICK, sum(v) / TICK
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+# --- the app under test ------------------------------------------------------
+
+
+SERVERS = []  # stopped at exit, whatever happens
+
+
+class Server:
+    """One runtime process serving a manifest on a loopback port."""
+
+    def __init__(self, name, manifest, state_dir, sqlite, env):
+        self.name, self.manifest, self.state_dir, self.env = name, manifest, state_dir, env
+        self.sqlite = sqlite
+        self.port = free_port()
+        self.base = f"127.0.0.1:{self.port}"
+        self.proc = None
+        self.log_path = None
+        SERVERS.append(self)
+
+    def command(self):
+        migrations = []
+        if self.sqlite:
+            d = os.path.join(ROOT, "migrations", "sqlite")
+            for f in sorted(os.listdir(d)):
+                if f.endswith(".sql"):
+                    migrations += ["--sqlite", "@" + os.path.join(d, f)]
+        if ENGINE == "spin":
+            return ["spin", "up", "--from", self.manifest, "--listen", self.base,
+                    "--state-dir", self.state_dir, "--quiet"] + migrations
+        return [RUNNER, "up", "--from", self.manifest, "--listen", self.base,
+                "--state-dir", self.state_dir, "--quiet-components"] + migrations
+
+    def start(self, ready_path, label):
+        """Starts the process; returns seconds from spawn to the first 200."""
+        self.log_path = os.path.join(RUN, f"{self.name}-{label}.log")
+        log = open(self.log_path, "wb")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = t0 + 600
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                die(f"{self.name} exited with {self.proc.returncode} before serving; "
+                    f"see {os.path.relpath(self.log_path, ROOT)}:\n{tail(self.log_path)}")
+            try:
+                status, _, _ = request(self.port, "GET", ready_path, timeout=30)
+                if status == 200:
+                    return time.monotonic() - t0
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.005)
+        die(f"{self.name} did not answer 200 on {ready_path} within 600 s")
+
+    def cpu(self):
+        return cpu_seconds(self.proc.pid)
+
+    def peak_rss_mib(self):
+        return peak_rss_mib(self.proc.pid)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+def tail(path, n=20):
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-n:])
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+# --- scenarios -------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self):
+        self.rows = []  # scenario results, in order
+        self.failures = []
+
+    def wrk(self, port, path, connections, seconds, method="GET", body=None, headers=(),
+            paths=None, tag="x"):
+        """Starts wrk; returns (process, output file)."""
+        files = {}
+        env = dict(os.environ, BENCH_METHOD=method)
+        if body is not None:
+            files["BENCH_BODY"] = (f"{tag}.body", body)
+        if headers:
+            files["BENCH_HEADERS"] = (f"{tag}.headers", "\n".join(headers).encode())
+        if paths:
+            files["BENCH_PATHS"] = (f"{tag}.paths", "\n".join(paths).encode())
+        for var, (name, data) in files.items():
+            p = os.path.join(RUN, name)
+            with open(p, "wb") as f:
+                f.write(data)
+            env[var] = p
+        out = os.path.join(RUN, f"{tag}.wrk.json")
+        if os.path.exists(out):
+            os.remove(out)
+        env["BENCH_OUT"] = out
+        cmd = ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", "10s", "-s", LUA, f"http://127.0.0.1:{port}{path}"]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return proc, out
+
+    @staticmethod
+    def collect(proc, out):
+        text = proc.communicate()[0].decode(errors="replace")
+        if proc.returncode != 0 or not os.path.exists(out):
+            die(f"wrk failed ({proc.returncode}):\n{text}")
+        with open(out) as f:
+            return json.load(f)
+
+    def scenario(self, key, title, server, path, expect, connections=None, method="GET",
+                 body=None, headers=(), paths=None, node=None, during=None):
+        """Runs one bounded scenario and records it. `during`: a callable that
+        starts background load and returns a function that stops it."""
+        c = connections or CONNECTIONS
+        n = len(self.rows) + 1
+        say(f"[{n:2}] {title}: c={c}, {SECONDS} s{' (+ warm-up)' if WARMUP else ''} ...")
+        if WARMUP:
+            self.collect(*self.wrk(server.port, path, c, WARMUP, method, body, headers, paths, key))
+        background = during() if during else None
+        cpu0, kids0, (busy0, _) = server.cpu(), children_cpu(), machine_cpu()
+        t0 = time.monotonic()
+        r = self.collect(*self.wrk(server.port, path, c, SECONDS, method, body, headers, paths, key))
+        wall = time.monotonic() - t0
+        runner_cpu, wrk_cpu = server.cpu() - cpu0, children_cpu() - kids0
+        busy = machine_cpu()[0] - busy0
+        extra = background() if background else None
+        if extra:
+            wrk_cpu = children_cpu() - kids0  # both wrk processes
+        seconds = r["duration_us"] / 1e6
+        unexpected = {s: k for s, k in r["statuses"].items() if int(s) not in expect}
+        socket_errors = sum(r["errors"].values())
+        row = {
+            "key": key, "title": title, "connections": c, "method": method, "path": path,
+            "seconds": round(seconds, 2), "requests": r["requests"],
+            "rps": r["requests"] / seconds if seconds else 0.0,
+            "p50_ms": r["latency_us"]["p50"] / 1000, "p90_ms": r["latency_us"]["p90"] / 1000,
+            "p99_ms": r["latency_us"]["p99"] / 1000, "max_ms": r["latency_us"]["max"] / 1000,
+            "statuses": r["statuses"], "expected": sorted(expect),
+            "unexpected_statuses": unexpected, "socket_errors": r["errors"],
+            "errors": sum(unexpected.values()) + socket_errors,
+            "cpu_runtime_pct": 100 * runner_cpu / wall, "cpu_wrk_pct": 100 * wrk_cpu / wall,
+            "cpu_other_pct": max(0.0, 100 * (busy - runner_cpu - wrk_cpu) / wall),
+            "node": node if node is not None else NODE.get(key, ""),
+        }
+        if extra:
+            row["background"] = extra
+        self.rows.append(row)
+        problems = []
+        if unexpected:
+            problems.append(f"unexpected statuses {unexpected} (expected only {sorted(expect)})")
+        if socket_errors:
+            problems.append(f"socket errors {r['errors']}")
+        if r["requests"] == 0:
+            problems.append("no request completed")
+        if extra and extra.get("problems"):
+            problems += extra["problems"]
+        line = (f"     {row['rps']:,.0f} req/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+                f"{row['errors']} errors; CPU: {ENGINE} {row['cpu_runtime_pct']:.0f}%, "
+                f"wrk {row['cpu_wrk_pct']:.0f}%, other {row['cpu_other_pct']:.0f}%")
+        say(line)
+        if row["cpu_other_pct"] > 25:
+            say(f"     note: other processes used {row['cpu_other_pct']:.0f}% of a core meanwhile; "
+                "this scenario's numbers are skewed")
+        if problems:
+            row["problems"] = problems
+            self.failures.append(f"{title}: " + "; ".join(problems))
+            say("     !!! FAILED: " + "; ".join(problems))
+        return row
+
+    def skip(self, key, title, why):
+        n = len(self.rows) + 1
+        say(f"[{n:2}] {title}: SKIPPED, {why}")
+        self.rows.append({"key": key, "title": title, "skipped": why, "node": NODE.get(key, "")})
+
+
+def webp_size(data):
+    """(width, height) of a WebP file, or None."""
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        return (int.from_bytes(data[26:28], "little") & 0x3FFF,
+                int.from_bytes(data[28:30], "little") & 0x3FFF)
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8X":
+        return (int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1)
+    return None
+
+
+def instantiation(manifest, state_dir, env, components):
+    """Per component: `runner bench-instantiate` on its cheapest route, with a
+    fresh instance per request and with one reused instance; the difference is
+    what instantiating costs each request."""
+    out = {}
+    for component, path in components:
+        res = {"path": path}
+        for mode, flags in (("fresh", ["--max-instance-reuse-count", "1"]), ("reused", ["--max-instance-reuse-count", "128"])):
+            cmd = [RUNNER, "bench-instantiate", "--from", manifest, "--state-dir", state_dir,
+                   "--component", component, "--path", path, "-n", str(INSTANTIATE_N)] + flags
+            p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+            m = re.search(r"mean=(\S+) p50=(\S+) p90=\S+ p99=(\S+)", p.stdout)
+            status = re.search(r"status of \S+: (\d+)", p.stdout)
+            if p.returncode != 0 or not m:
+                lines = (p.stderr.strip() or p.stdout.strip() or f"exit {p.returncode}").splitlines()
+                res[mode] = {"error": lines[0][:300]}
+                continue
+            res[mode] = {"mean_us": duration_us(m.group(1)), "p50_us": duration_us(m.group(2)),
+                         "p99_us": duration_us(m.group(3)), "status": int(status.group(1)) if status else None}
+        if "p50_us" in res.get("fresh", {}) and "p50_us" in res.get("reused", {}):
+            res["instantiate_us"] = res["fresh"]["p50_us"] - res["reused"]["p50_us"]
+        out[component] = res
+        say(f"     {component:14} {path:24} " + (
+            f"fresh p50 {res['fresh']['p50_us']:7.1f} us, reused p50 {res['reused']['p50_us']:7.1f} us"
+            if "instantiate_us" in res else "not measured: " + "; ".join(
+                f"{m}: {res[m]['error']}" for m in ("fresh", "reused") if "error" in res.get(m, {}))))
+    return out
+
+
+def duration_us(text):
+    """Rust's Debug of a Duration (`812.3µs`, `1.2ms`, `3s`, `40ns`) in µs."""
+    m = re.fullmatch(r"([\d.]+)(ns|µs|us|ms|s)", text)
+    scale = {"ns": 1e-3, "µs": 1, "us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def cheapest_path(route):
+    """A concrete path for a route template: ids as a UUID, no wildcard."""
+    route = route.removesuffix("/...")
+    return re.sub(r":[A-Za-z_][A-Za-z0-9_]*", "00000000-0000-4000-8000-000000000000", route) or "/"
+
+
+# --- the run -------------------------------------------------------------------
+
+
+def main():
+    started = time.time()
+    if ENGINE not in ("runner", "spin"):
+        die(f"BENCH_ENGINE must be runner or spin, not {ENGINE!r}")
+    if ENGINE == "spin" and not shutil.which("spin"):
+        die("BENCH_ENGINE=spin but `spin` is not on PATH (install Spin, or leave BENCH_ENGINE unset "
+            "to use the project's runner)")
+    ensure_wrk()
+    shutil.rmtree(RUN, ignore_errors=True)
+    os.makedirs(RUN)
+
+    with open(os.path.join(ROOT, "spin.toml"), "rb") as f:
+        app = tomllib.load(f)
+    with open(os.path.join(BENCH, "spin.toml"), "rb") as f:
+        noop_app = tomllib.load(f)
+    wasm = {}
+    for base, manifest in ((ROOT, app), (BENCH, noop_app)):
+        for cid, comp in manifest["component"].items():
+            path = os.path.normpath(os.path.join(base, comp["source"]))
+            if not os.path.exists(path):
+                die(f"{os.path.relpath(path, ROOT)} is missing: run `make components` "
+                    "(and the bench's no-op component) first, or use `make bench`")
+            wasm[cid] = {"path": os.path.relpath(path, ROOT), "bytes": os.path.getsize(path)}
+    if ENGINE == "runner" and not os.path.exists(RUNNER):
+        die("target/release/runner is missing: `make runner` (or use `make bench`)")
+    has_resize = "images-resize" in app["component"]
+
+    env = dict(os.environ, SPIN_VARIABLE_JWT_SECRET=secrets.token_urlsafe(48))
+    bench = Bench()
+    say(f"bench: engine={ENGINE}, {SECONDS} s per scenario, c={CONNECTIONS}, "
+        f"{os.cpu_count()} CPUs{', SMOKE' if SMOKE else ''}; logs in bench/results/run/")
+
+    # 1. The runtime's own ceiling: its built-in health route, and a no-op component.
+    noop = Server("noop", os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), False, env)
+    noop.start("/noop", "start")
+    bench.scenario("runtime", "GET /.well-known/spin/health (runtime, no component)", noop,
+                   "/.well-known/spin/health", {200})
+    base = bench.scenario("noop", "GET /noop (no-op component)", noop, "/noop", {200})
+    noop_c1 = bench.scenario("noop-c1", "GET /noop, one connection", noop, "/noop", {200}, connections=1)
+    noop_rss = noop.peak_rss_mib()
+    noop.stop()
+
+    # 2. The app: cold start without, then with, the compiled-component cache.
+    state = os.path.join(RUN, "state-app")
+    server = Server("app", os.path.join(ROOT, "spin.toml"), state, True, env)
+    say("bench: starting the app (first start compiles every component) ...")
+    cold_compile = server.start("/healthz", "first-start")
+    compile_rss = server.peak_rss_mib()
+    server.stop()
+    cold = server.start("/healthz", "start")
+    say(f"     first 200 after {cold_compile:.2f} s (empty cache), {cold:.3f} s (restart)")
+
+    # 3. Seed: a token and some orders, and check each route answers as the bench expects.
+    token = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "token.py"), "--user", USER,
+                            "--ttl", "7200"], env=env, check=True, capture_output=True,
+                           text=True).stdout.strip()
+    auth = f"Authorization: Bearer {token}"
+    valid = json.dumps({"userId": USER, "items": [{"productId": "sku-42", "quantity": 2}]}).encode()
+    invalid = json.dumps({"userId": "not-a-uuid", "items": [{"productId": "", "quantity": 0}],
+                          "coupon": "x"}).encode()
+    json_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    ids = []
+    for _ in range(SEED_ORDERS):
+        status, _, body = request(server.port, "POST", "/orders", valid, json_headers)
+        if status != 201:
+            die(f"seeding: POST /orders answered {status}: {body[:300]!r}")
+        ids.append(json.loads(body)["orderId"])
+    status, _, body = request(server.port, "GET", f"/orders/{ids[0]}", headers={"Authorization": f"Bearer {token}"})
+    if status != 200:
+        die(f"seeding: GET /orders/{ids[0]} answered {status}: {body[:300]!r}")
+    status, _, body = request(server.port, "POST", "/orders", invalid, json_headers)
+    if status != 400:
+        die(f"the invalid order answered {status}, not 400: {body[:300]!r}")
+    say(f"     seeded {len(ids)} orders")
+
+    resize_json = resize_bin = None
+    if has_resize:
+        if not os.path.exists(PHOTO_TOOL):
+            die("target/release/imaging-bench is missing (it writes the 1-megapixel test photo): "
+                "cargo build --release -p imaging-bench, or use `make bench`")
+        photo = os.path.join(RUN, "photo.jpg")
+        subprocess.run([PHOTO_TOOL, "input", photo], check=True)
+        with open(photo, "rb") as f:
+            resize_bin = f.read()
+        resize_json = json.dumps({"imageData": base64.b64encode(resize_bin).decode(),
+                                  "width": 256, "height": 256}).encode()
+        status, headers, body = request(server.port, "POST", "/images/resize", resize_json,
+                                        {"Content-Type": "application/json"}, timeout=60)
+        size = webp_size(base64.b64decode(json.loads(body)["image"])) if status == 200 else None
+        if size != (256, 256):
+            die(f"POST /images/resize (JSON) answered {status}, image {size}: {body[:300]!r}")
+        status, headers, body = request(server.port, "POST", "/images/resize?width=256&height=256",
+                                        resize_bin, {"Content-Type": "image/jpeg"}, timeout=60)
+        if status != 200 or webp_size(body) != (256, 256):
+            die(f"POST /images/resize (binary) answered {status}, image {webp_size(body)}: {body[:300]!r}")
+        say(f"     resize checked: {len(resize_bin):,} byte JPEG -> 256x256 WebP of {len(body):,} bytes")
+
+    # 4. The routes.
+    bench.scenario("healthz", "GET /healthz", server, "/healthz", {200})
+    healthz_c1 = bench.scenario("healthz-c1", "GET /healthz, one connection", server, "/healthz", {200},
+                                connections=1)
+    bench.scenario("post-orders-valid", "POST /orders (valid)", server, "/orders", {201}, method="POST",
+                   body=valid, headers=("Content-Type: application/json", auth))
+    bench.scenario("post-orders-invalid", "POST /orders (invalid, all 400)", server, "/orders", {400},
+                   method="POST", body=invalid, headers=("Content-Type: application/json", auth))
+    get_paths = [f"/orders/{i}" for i in ids]
+    get = bench.scenario("get-order", "GET /orders/:id", server, get_paths[0], {200}, headers=(auth,),
+                         paths=get_paths)
+    resize_args = dict(method="POST", body=resize_bin, headers=("Content-Type: image/jpeg",))
+    resize_path = "/images/resize?width=256&height=256"
+    if has_resize:
+        bench.scenario("resize-json", "POST /images/resize (JSON, 1 MP -> 256x256 WebP)", server,
+                       "/images/resize", {200}, method="POST", body=resize_json,
+                       headers=("Content-Type: application/json",))
+        bench.scenario("resize-binary", "POST /images/resize (binary, 1 MP -> 256x256 WebP)", server,
+                       resize_path, {200}, **resize_args)
+    else:
+        for key, form in (("resize-json", "JSON"), ("resize-binary", "binary")):
+            bench.skip(key, f"POST /images/resize ({form})", "not built: no images-resize component in spin.toml")
+
+    # 5. Isolation: the same GET while resizes saturate the CPU.
+    isolation = None
+    if has_resize:
+        def resize_load():
+            proc, out = bench.wrk(server.port, resize_path, RESIZE_CONNECTIONS, SECONDS + 2,
+                                  tag="isolation-resize", **resize_args)
+            time.sleep(1)  # let the resize load ramp up first
+
+            def stop():
+                r = bench.collect(proc, out)
+                bad = {s: k for s, k in r["statuses"].items() if s != "200"}
+                return {"title": f"POST /images/resize (binary), c={RESIZE_CONNECTIONS}",
+                        "rps": r["requests"] / (r["duration_us"] / 1e6), "statuses": r["statuses"],
+                        "p99_ms": r["latency_us"]["p99"] / 1000,
+                        "problems": ([f"background resize: unexpected statuses {bad}"] if bad else [])
+                        + ([f"background resize: socket errors {r['errors']}"] if sum(r["errors"].values()) else [])}
+            return stop
+
+        loaded = bench.scenario("isolation", f"GET /orders/:id while resizing (c={RESIZE_CONNECTIONS} resizes)",
+                                server, get_paths[0], {200}, headers=(auth,), paths=get_paths,
+                                during=resize_load)
+        isolation = {
+            "get_unloaded_p99_ms": get["p99_ms"], "get_loaded_p99_ms": loaded["p99_ms"],
+            "p99_ratio": loaded["p99_ms"] / get["p99_ms"] if get["p99_ms"] else None,
+            "p50_ratio": loaded["p50_ms"] / get["p50_ms"] if get["p50_ms"] else None,
+            "get_rps_unloaded": get["rps"], "get_rps_loaded": loaded["rps"],
+            "resize_rps_meanwhile": loaded["background"]["rps"],
+        }
+        say(f"     GET p99 x{isolation['p99_ratio']:.1f} while resizing "
+            f"({loaded['background']['rps']:.0f} img/s meanwhile); Node.js: x4.4")
+    else:
+        bench.skip("isolation", "GET /orders/:id while resizing", "not built: no images-resize component")
+
+    app_rss = server.peak_rss_mib()
+    server.stop()
+
+    # 6. Per-request instantiation, per component (the runner can time it in-process).
+    inst = None
+    if ENGINE == "runner":
+        say(f"bench: per-request instantiation (runner bench-instantiate, n={INSTANTIATE_N}) ...")
+        routes = [(t["component"], cheapest_path(t["route"])) for t in app["trigger"]["http"]]
+        inst = instantiation(os.path.join(ROOT, "spin.toml"), state, env, routes)
+        inst.update(instantiation(os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env,
+                                  [("noop", "/noop")]))
+
+    # 7. Report.
+    results = {
+        "engine": ENGINE, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
+        "resize_connections_in_isolation": RESIZE_CONNECTIONS, "cpus": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
+        "load_generator": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
+        "scenarios": bench.rows, "isolation": isolation,
+        "cold_start_s": {"first_start_empty_cache": cold_compile, "restart": cold},
+        "instantiation": inst, "wasm_bytes": wasm,
+        "peak_rss_mib": {"app": app_rss, "app_first_start_compiling": compile_rss, "noop": noop_rss},
+        "c1_vs_noop_us": {"healthz_p50_minus_noop_p50": 1000 * (healthz_c1["p50_ms"] - noop_c1["p50_ms"])},
+        "node_js": {"post_orders_rps": 7000, "post_orders_p99_ms": 7.5, "get_order_rps": 6800,
+                    "resize_img_per_s": 104, "isolation_get_p99_ratio": 4.4, "first_response_s": 0.5,
+                    "rss_mb": [220, 370], "spin_noop_rps": 11900},
+        "failures": bench.failures, "wall_s": time.time() - started,
+    }
+    path = os.path.join(RESULTS, "latest.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    print_table(results, base)
+    say(f"\nbench: {time.time() - started:.0f} s; results in {os.path.relpath(path, ROOT)}")
+    if bench.failures:
+        say("\n" + "!" * 78)
+        say(f"!!! bench FAILED: {len(bench.failures)} scenario(s) saw unexpected responses; "
+            "their numbers are not meaningful:")
+        for f in bench.failures:
+            say(f"!!!   {f}")
+        say("!" * 78)
+        sys.exit(1)
+
+
+def git(*args):
+    p = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return p.stdout.strip()
+
+
+def print_table(results, base):
+    rows = results["scenarios"]
+    head = ["scenario", "c", "req/s", "p50 ms", "p99 ms", "errors", "% of no-op", f"{ENGINE} CPU",
+            "wrk CPU", "Node.js (2 cores, c=32)"]
+    lines = []
+    for r in rows:
+        if "skipped" in r:
+            lines.append([r["title"], "", "", "", "", "", "", "", "", "skipped: " + r["skipped"]])
+            continue
+        frac = f"{100 * r['rps'] / base['rps']:.0f}%" if base["rps"] and r["connections"] == base["connections"] \
+            and r["key"] not in ("runtime", "noop") else ""
+        skewed = " *" if r["cpu_other_pct"] > 25 else ""
+        lines.append([r["title"] + skewed, str(r["connections"]), f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}",
+                      f"{r['p99_ms']:.2f}", str(r["errors"]), frac, f"{r['cpu_runtime_pct']:.0f}%",
+                      f"{r['cpu_wrk_pct']:.0f}%", r["node"]])
+    widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
+    right = {1, 2, 3, 4, 5, 6, 7, 8}
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    say("\n" + fmt(head))
+    say(fmt(["-" * w for w in widths]))
+    for line in lines:
+        say(fmt(line))
+    if any(r.get("cpu_other_pct", 0) > 25 for r in rows):
+        say("* other processes used more than a quarter of a core during this scenario: its numbers are low")
+    say("")
+    iso = results["isolation"]
+    if iso:
+        say(f"isolation: GET /orders/:id p99 {iso['get_unloaded_p99_ms']:.2f} ms unloaded, "
+            f"{iso['get_loaded_p99_ms']:.2f} ms while resizing: x{iso['p99_ratio']:.1f} "
+            f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   Node.js: x4.4")
+    cs = results["cold_start_s"]
+    first = ("the first start (empty cache: compiles every component)" if ENGINE == "runner"
+             else "the first start (spin's own wasmtime cache may already hold them)")
+    say(f"cold start (process start to first 200 on /healthz): {cs['restart']:.3f} s with compiled "
+        f"components cached, {cs['first_start_empty_cache']:.2f} s on {first}   Node.js: 0.5 s")
+    rss = results["peak_rss_mib"]
+    say(f"peak RSS (VmHWM) of the {ENGINE}: {rss['app']:.0f} MiB serving the app "
+        f"({rss['app_first_start_compiling']:.0f} MiB on the compiling first start), "
+        f"{rss['noop']:.0f} MiB serving the no-op   Node.js: 220-370 MB")
+    say(f"GET /healthz at c=1: p50 {results['c1_vs_noop_us']['healthz_p50_minus_noop_p50']:+.0f} us over the no-op's")
+    if results["instantiation"]:
+        say("per-request instance cost, in-process p50: a fresh instance (what every request gets) minus a reused "
+            "one = instantiation plus the guest's per-instance initialisation:")
+        for cid, r in results["instantiation"].items():
+            if "instantiate_us" in r:
+                say(f"  {cid:14} {r['instantiate_us']:7.0f} us   (fresh {r['fresh']['p50_us']:.0f} us, "
+                    f"reused {r['reused']['p50_us']:.0f} us, GET {r['path']} -> {r['fresh']['status']})")
+            else:
+                say(f"  {cid:14} not measured")
+    say("component sizes: " + ", ".join(f"{cid} {w['bytes'] / 1e6:.2f} MB" for cid, w in results["wasm_bytes"].items()))
+
+
+@atexit.register
+def _stop_servers():
+    for s in SERVERS:
+        s.stop()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        die("interrupted", 130)
