@@ -17,12 +17,14 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasData, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
+    UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-/// How often the epoch ticker advances; the timeout granularity.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch ticker advances: the longest a guest runs before it
+/// yields to other requests, and the timeout's granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Everything a component instance may use, fixed at startup.
 pub struct ComponentConfig {
@@ -223,12 +225,22 @@ pub fn new_store(
     store
 }
 
-/// Arms the epoch deadline: a guest still running after `timeout` traps,
-/// even in a busy loop that never yields to the host.
+/// Arms the request's deadline. Every epoch tick a running guest yields to
+/// the executor, so a CPU-heavy request (an image resize) takes turns with
+/// the others on the worker threads instead of holding one until it ends;
+/// once `timeout` has passed it traps instead, even in a busy loop that never
+/// calls the host. (Spin traps at the deadline but does not yield: there a
+/// long guest keeps its worker thread, and requests queued behind it wait.)
 pub fn set_deadline(store: &mut Store<HostState>, timeout: Duration) {
-    let ticks = (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
+    let deadline = std::time::Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if std::time::Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
 }
 
 /// Compiles `wasm_path`, or loads the artefact cached under `cache_dir`

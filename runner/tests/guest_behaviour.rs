@@ -151,6 +151,27 @@ async fn busy_loop_times_out_without_blocking_other_requests() {
     assert_eq!(get(&app, "/ok").await.0, 200);
 }
 
+/// One executor thread: the busy guest must yield it every epoch tick, or the
+/// second request could not be served until the first one timed out.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_guest_yields_its_thread_to_other_requests() {
+    let f = Fixture::new("yield", ONE_COMPONENT);
+    let app = load(Options {
+        timeout: Duration::from_secs(5),
+        ..f.options()
+    })
+    .await
+    .unwrap();
+    let spinning = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/spin").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
+    assert!(!spinning.is_finished(), "the busy guest ended before /ok was served");
+    assert_eq!(spinning.await.unwrap().0, 500, "the busy guest still times out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cap_stops_a_growing_guest() {
     let f = Fixture::new("memory", ONE_COMPONENT);
