@@ -38,7 +38,8 @@ test: components
 	$(MAKE) --no-print-directory test-postgres
 
 test-postgres: components
-	tests/postgres.sh cargo test --release -p component-tests
+	tests/postgres.sh sh -c 'cargo test --release -p component-tests && \
+	  cargo test --release -p runner --test guest_behaviour postgres'
 
 ## bench: every route under load on loopback (wrk), beside a no-op component and
 ## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s

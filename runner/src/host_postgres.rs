@@ -5,6 +5,13 @@
 //! errors `query-failed(db-error)`, bad parameters `bad-parameter`. Values are
 //! converted with the same Rust types Spin uses, so a column type Spin cannot
 //! read (e.g. `timestamptz` into `datetime`) fails here too.
+//!
+//! Connections are pooled per address, as Spin pools them (deadpool, 64 per
+//! address): a closed `connection` goes back to its pool once `DISCARD ALL`
+//! has reset its session (a connection left inside a transaction fails that
+//! and is closed instead), so the next `open` of the same address skips the
+//! TCP and authentication round trips. The allow-list is checked on every
+//! `open`, pooled or not.
 
 // The WIT `error` (with its `db-error` record) is the natural error type of
 // every helper here; boxing it would only add conversions at each boundary.
@@ -23,7 +30,51 @@ use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
 /// The resource behind `connection`.
 pub struct PgConnection {
-    client: Arc<tokio_postgres::Client>,
+    /// Always `Some` until dropped.
+    client: Option<Arc<tokio_postgres::Client>>,
+    address: String,
+}
+
+/// Idle connections kept per address (Spin's pool size).
+const MAX_POOLED_PER_ADDRESS: usize = 64;
+
+type Pool = std::sync::Mutex<std::collections::HashMap<String, Vec<tokio_postgres::Client>>>;
+
+fn pool() -> &'static Pool {
+    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+    POOL.get_or_init(Default::default)
+}
+
+/// An idle connection to `address` whose server end is still open.
+fn pooled(address: &str) -> Option<tokio_postgres::Client> {
+    let mut pool = pool().lock().ok()?;
+    let idle = pool.get_mut(address)?;
+    std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        // Still shared by a running statement: it closes with its last user.
+        let Some(client) = self.client.take().and_then(|c| Arc::try_unwrap(c).ok()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let address = std::mem::take(&mut self.address);
+        // Off the request's path: reset the session, then make it available.
+        runtime.spawn(async move {
+            if client.batch_execute("DISCARD ALL").await.is_err() {
+                return;
+            }
+            if let Ok(mut pool) = pool().lock() {
+                let idle = pool.entry(address).or_default();
+                if idle.len() < MAX_POOLED_PER_ADDRESS {
+                    idle.push(client);
+                }
+            }
+        });
+    }
 }
 
 /// The resource behind `connection-builder`.
@@ -64,6 +115,12 @@ pub fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_post
 
 async fn connect(allowed: AllowedHosts, timeout: Duration, address: String) -> Result<PgConnection, Error> {
     let mut config = check_address(&allowed, &address)?;
+    if let Some(client) = pooled(&address) {
+        return Ok(PgConnection {
+            client: Some(Arc::new(client)),
+            address,
+        });
+    }
     config.connect_timeout(timeout);
     let connecting = config.connect(tokio_postgres::NoTls);
     let (client, connection) = match tokio::time::timeout(timeout, connecting).await {
@@ -81,7 +138,8 @@ async fn connect(allowed: AllowedHosts, timeout: Duration, address: String) -> R
         let _ = connection.await;
     });
     Ok(PgConnection {
-        client: Arc::new(client),
+        client: Some(Arc::new(client)),
+        address,
     })
 }
 
@@ -292,7 +350,12 @@ async fn run_execute(
 }
 
 fn client(state: &HostState, r: &Resource<PgConnection>) -> wasmtime::Result<Arc<tokio_postgres::Client>> {
-    Ok(state.table.get(r)?.client.clone())
+    state
+        .table
+        .get(r)?
+        .client
+        .clone()
+        .ok_or_else(|| wasmtime::format_err!("connection already closed"))
 }
 
 fn connect_args(state: &HostState) -> (AllowedHosts, Duration) {

@@ -419,7 +419,10 @@ async fn shutdown_drains_in_flight_requests() {
 /// says so and checks only the refusal paths, which need no server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_round_trip_and_outbound_check() {
-    let url = std::env::var("RUNNER_TEST_PG_URL").ok();
+    // `make test-postgres` runs this again with tests/postgres.sh's server.
+    let url = std::env::var("RUNNER_TEST_PG_URL")
+        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+        .ok();
     let manifest = |allowed: &str| {
         format!(
             r#"
@@ -428,6 +431,9 @@ pg_url = {{ default = "postgres://postgres@127.0.0.1:1/postgres" }}
 pg_host = {{ default = "{allowed}" }}
 [[trigger.http]]
 route = "/pg"
+component = "guest"
+[[trigger.http]]
+route = "/pg-session"
 component = "guest"
 [component.guest]
 source = "GUEST"
@@ -505,4 +511,48 @@ mod url_parts {
         };
         Parts { host, port }
     }
+}
+
+/// Pooled connections (as Spin pools them) are reused, and reset first: a
+/// session setting one request made is gone for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_are_pooled_and_reset() {
+    let Ok(url) = std::env::var("RUNNER_TEST_PG_URL").or_else(|_| std::env::var("TEST_DATABASE_URL")) else {
+        eprintln!("no PostgreSQL URL: pooling not exercised (make test-postgres runs it)");
+        return;
+    };
+    let cfg: url_parts::Parts = url_parts::parse(&url);
+    let manifest = format!(
+        r#"
+[[trigger.http]]
+route = "/pg-session"
+component = "guest"
+[component.guest]
+source = "GUEST"
+variables = {{ pg_url = "{url}" }}
+allowed_outbound_hosts = ["postgres://{}:{}"]
+"#,
+        cfg.host, cfg.port
+    );
+    let f = Fixture::new("pg-pool", &manifest);
+    let app = load(f.options()).await.unwrap();
+    let mut pids = std::collections::HashSet::new();
+    let mut reused = false;
+    // The connection returns to the pool after its reset, off the request's
+    // path: a later request, not necessarily the next, gets it.
+    for _ in 0..50 {
+        let (status, body) = get(&app, "/pg-session").await;
+        assert_eq!(status, 200, "{body}");
+        let (pid, name) = body.split_once(' ').unwrap();
+        assert_eq!(
+            name, r#"DbValue::Str("")"#,
+            "a pooled session kept another request's setting"
+        );
+        if !pids.insert(pid.to_string()) {
+            reused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reused, "no connection was reused in 50 sequential requests: {pids:?}");
 }

@@ -9,6 +9,8 @@
 //! - `/db?label=x`: opens SQLite database `x`, runs a query, reports the outcome
 //! - `/headers`: the request headers, one `name: value` per line
 //! - `/pg`: a PostgreSQL round trip on the `pg_url` variable's database
+//! - `/pg-session`: the PostgreSQL session's backend pid and
+//!   `application_name`, which it then changes (pooling must reset it)
 
 use spin_sdk::http::{IntoResponse, Request, StatusCode};
 use spin_sdk::http_service;
@@ -71,6 +73,10 @@ async fn handle(request: Request) -> impl IntoResponse {
             Ok(v) => (StatusCode::OK, v),
             Err(e) => (StatusCode::BAD_GATEWAY, e),
         },
+        "/pg-session" => match pg_session().await {
+            Ok(v) => (StatusCode::OK, v),
+            Err(e) => (StatusCode::BAD_GATEWAY, e),
+        },
         "/headers" => {
             let mut lines: Vec<String> = request
                 .headers()
@@ -82,6 +88,27 @@ async fn handle(request: Request) -> impl IntoResponse {
         }
         _ => (StatusCode::NOT_FOUND, "no such test route".to_string()),
     }
+}
+
+/// `pid application_name` as found, then leaves `application_name` changed.
+async fn pg_session() -> Result<String, String> {
+    use spin_sdk::pg::Connection;
+    let url = spin_sdk::variables::get("pg_url").await.map_err(|e| format!("{e:?}"))?;
+    let c = Connection::open(url).await.map_err(|e| format!("open: {e:?}"))?;
+    let found = c
+        .query(
+            "SELECT pg_backend_pid()::text, current_setting('application_name')",
+            vec![],
+        )
+        .await
+        .map_err(|e| format!("query: {e:?}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("rows: {e:?}"))?;
+    c.execute("SET application_name = 'leaked'", vec![])
+        .await
+        .map_err(|e| format!("set: {e:?}"))?;
+    Ok(format!("{:?} {:?}", found[0][0], found[0][1]))
 }
 
 /// Writes one row of each type the app relies on and reads it back.
