@@ -19,7 +19,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: build components runner test test-postgres bench up check-config dev-secret migrate token fmt lint clean
+.PHONY: build components runner test test-postgres bench bench-postgres bench-tools up check-config dev-secret migrate token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -44,10 +44,17 @@ test-postgres: components
 ## bench: every route under load on loopback (wrk), beside a no-op component and
 ## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s
 ## per scenario. BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
-bench: build
+bench: build bench-tools
+	SMOKE="$(SMOKE)" python3 bench/bench.py
+
+## bench-postgres: the same with the orders in a throwaway PostgreSQL server
+## (durable commits: fsync on), started and removed by tests/postgres.sh
+bench-postgres: build bench-tools
+	TEST_PG_FSYNC=on tests/postgres.sh sh -c 'SMOKE="$(SMOKE)" BENCH_DATABASE_URL="$$TEST_DATABASE_URL" python3 bench/bench.py'
+
+bench-tools:
 	cargo build --profile component $(WASM) -p bench-noop
 	cargo build --release -p imaging-bench
-	SMOKE="$(SMOKE)" python3 bench/bench.py
 
 ## check-config: refuse a bad config before serving, naming every bad variable
 check-config: runner dev-secret

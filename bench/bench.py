@@ -15,6 +15,9 @@ Environment (all optional):
   BENCH_CONNECTIONS=32 connections of the load scenarios
   BENCH_RESIZE_CONNECTIONS=8  connections of the background resize load
                        in the isolation scenario
+  BENCH_DATABASE_URL   serve the orders from this PostgreSQL database (its
+                       migrations are applied with psql) instead of SQLite;
+                       `make bench-postgres` starts a throwaway server for it
 
 Standard library only; `make bench` builds what it needs first.
 """
@@ -51,6 +54,8 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 RESIZE_CONNECTIONS = int(os.environ.get("BENCH_RESIZE_CONNECTIONS", "8"))
 INSTANTIATE_N = 100 if SMOKE else 2000
 SEED_ORDERS = 10 if SMOKE else 100
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "")
+BACKEND = "postgres" if DATABASE_URL else "sqlite"
 USER = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -438,8 +443,11 @@ def main():
     has_resize = "images-resize" in app["component"]
 
     env = dict(os.environ, SPIN_VARIABLE_JWT_SECRET=secrets.token_urlsafe(48))
+    if DATABASE_URL:
+        env.update(SPIN_VARIABLE_DATABASE_URL=DATABASE_URL, SPIN_VARIABLE_DB_HOST=db_host(DATABASE_URL))
+        migrate_postgres(DATABASE_URL)
     bench = Bench()
-    say(f"bench: engine={ENGINE}, {SECONDS} s per scenario, c={CONNECTIONS}, "
+    say(f"bench: engine={ENGINE}, orders in {BACKEND}, {SECONDS} s per scenario, c={CONNECTIONS}, "
         f"{os.cpu_count()} CPUs{', SMOKE' if SMOKE else ''}; logs in bench/results/run/")
 
     # 1. The runtime's own ceiling: its built-in health route, and a no-op component.
@@ -454,7 +462,7 @@ def main():
 
     # 2. The app: cold start without, then with, the compiled-component cache.
     state = os.path.join(RUN, "state-app")
-    server = Server("app", os.path.join(ROOT, "spin.toml"), state, True, env)
+    server = Server("app", os.path.join(ROOT, "spin.toml"), state, not DATABASE_URL, env)
     say("bench: starting the app (first start compiles every component) ...")
     cold_compile = server.start("/healthz", "first-start")
     compile_rss = server.peak_rss_mib()
@@ -577,7 +585,7 @@ def main():
 
     # 7. Report.
     results = {
-        "engine": ENGINE, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
+        "engine": ENGINE, "orders_backend": BACKEND, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
         "resize_connections_in_isolation": RESIZE_CONNECTIONS, "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
@@ -592,7 +600,7 @@ def main():
                     "rss_mb": [220, 370], "spin_noop_rps": 11900},
         "failures": bench.failures, "wall_s": time.time() - started,
     }
-    path = os.path.join(RESULTS, "latest.json")
+    path = os.path.join(RESULTS, "latest.json" if BACKEND == "sqlite" else f"latest-{BACKEND}.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
@@ -606,6 +614,23 @@ def main():
             say(f"!!!   {f}")
         say("!" * 78)
         sys.exit(1)
+
+
+def db_host(url):
+    """`host:port` of a postgres:// URL, for the app's `db_host` (its outbound allow-list)."""
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    return f"{u.hostname}:{u.port or 5432}"
+
+
+def migrate_postgres(url):
+    say("bench: applying migrations/postgres with psql ...")
+    d = os.path.join(ROOT, "migrations", "postgres")
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".sql"):
+            subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-f", os.path.join(d, f)], check=True)
+    # A clean table: the numbers must not depend on earlier runs' rows.
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", "TRUNCATE orders"], check=True)
 
 
 def git(*args):
@@ -634,7 +659,8 @@ def print_table(results, base):
     def fmt(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    say("\n" + fmt(head))
+    say(f"\nengine: {ENGINE}; orders in {BACKEND}")
+    say(fmt(head))
     say(fmt(["-" * w for w in widths]))
     for line in lines:
         say(fmt(line))

@@ -6,6 +6,7 @@
 #
 # Exports TEST_DATABASE_URL (a superuser URL: the tests make one database
 # each) and TEST_PG_CTL (pg_ctl for this cluster, for the outage test).
+# TEST_PG_FSYNC=on makes commits durable (the bench); tests run without.
 set -euo pipefail
 port=${TEST_PG_PORT:-55432}
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
@@ -34,7 +35,7 @@ cat >>"$data/postgresql.conf" <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$data'
-fsync = off
+fsync = ${TEST_PG_FSYNC:-off}
 max_connections = 200
 CONF
 "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
