@@ -19,12 +19,16 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: build components runner test test-postgres bench bench-postgres bench-tools up check-config dev-secret migrate token fmt lint clean
+.PHONY: prereqs build components runner test test-postgres bench bench-postgres bench-tools up check-config dev-secret migrate token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
 
-components:
+## prereqs: the wasm target and the C toolchain, installed when missing
+prereqs:
+	@tools/prereqs.sh
+
+components: prereqs
 	cargo build --profile component $(WASM) $(addprefix -p ,$(COMPONENTS))
 
 runner:
@@ -33,6 +37,7 @@ runner:
 ## test: native unit tests, every component through the runner on SQLite,
 ## then the component suite again on a throwaway PostgreSQL server
 test: components
+	@tools/prereqs.sh postgres
 	cargo build --profile component $(WASM) $(addprefix -p ,$(TEST_GUESTS))
 	cargo test --release -p kit -p runner -p component-tests --features kit/imaging
 	$(MAKE) --no-print-directory test-postgres
