@@ -10,6 +10,10 @@ COMPONENTS := orders-create orders-get healthz openapi images-resize
 TEST_GUESTS := runner-test-guest
 WASM := --target wasm32-wasip2
 RUNNER := target/release/runner
+# Every native build selects the same packages and features, so Cargo resolves
+# one feature set and compiles wasmtime once for the runner, the tests and the
+# tools (a narrower `-p runner` would unify differently and rebuild it all).
+NATIVE := --release -p kit -p runner -p component-tests -p imaging-bench --features kit/imaging
 SQLITE_MIGRATIONS := $(foreach f,$(sort $(wildcard migrations/sqlite/*.sql)),--sqlite @$(f))
 SPIN := $(shell command -v spin 2>/dev/null)
 
@@ -32,19 +36,20 @@ components: prereqs
 	cargo build --profile component $(WASM) $(addprefix -p ,$(COMPONENTS))
 
 runner:
-	cargo build --release -p runner
+	cargo build $(NATIVE)
 
 ## test: native unit tests, every component through the runner on SQLite,
 ## then the component suite again on a throwaway PostgreSQL server
 test: components
 	@tools/prereqs.sh postgres
 	cargo build --profile component $(WASM) $(addprefix -p ,$(TEST_GUESTS))
-	cargo test --release -p kit -p runner -p component-tests --features kit/imaging
+	cargo test $(NATIVE)
 	$(MAKE) --no-print-directory test-postgres
 
+# The same tests with a server: the component suite and the runner's
+# PostgreSQL tests switch to it (the rest just runs again, without rebuilding).
 test-postgres: components
-	tests/postgres.sh sh -c 'cargo test --release -p component-tests && \
-	  cargo test --release -p runner --test guest_behaviour postgres'
+	tests/postgres.sh cargo test $(NATIVE)
 
 ## bench: every route under load on loopback (wrk), beside a no-op component and
 ## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s
@@ -59,7 +64,6 @@ bench-postgres: build bench-tools
 
 bench-tools:
 	cargo build --profile component $(WASM) -p bench-noop
-	cargo build --release -p imaging-bench
 
 ## check-config: refuse a bad config before serving, naming every bad variable
 check-config: runner dev-secret
@@ -96,7 +100,7 @@ fmt:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --release -p kit -p runner -p component-tests -p imaging-bench --all-targets --features kit/imaging -- -D warnings
+	cargo clippy $(NATIVE) --all-targets -- -D warnings
 	cargo clippy --profile component $(WASM) $(addprefix -p ,$(COMPONENTS) $(TEST_GUESTS)) -- -D warnings
 
 clean:
