@@ -120,11 +120,11 @@ fn connection(state: &HostState, r: &Resource<SqliteConnection>) -> Result<Arc<M
         .ok_or(Error::InvalidConnection)
 }
 
+/// A connection as statements share it with the resource.
+type Shared = Arc<Mutex<rusqlite::Connection>>;
+
 /// The connection and its file's write queue.
-fn connection_and_queue(
-    state: &HostState,
-    r: &Resource<SqliteConnection>,
-) -> Result<(Arc<Mutex<rusqlite::Connection>>, Arc<Mutex<()>>), Error> {
+fn connection_and_queue(state: &HostState, r: &Resource<SqliteConnection>) -> Result<(Shared, Arc<Mutex<()>>), Error> {
     let c = state.table.get(r).map_err(|_| Error::InvalidConnection)?;
     let conn = c.conn.clone().ok_or(Error::InvalidConnection)?;
     Ok((conn, c.writes.clone()))
