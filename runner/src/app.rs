@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{AsContextMut, Engine, Store};
@@ -26,8 +27,16 @@ const HEALTH_ROUTE: &str = "/.well-known/spin/health";
 /// Spin's default `--max-instance-reuse-count` for WASI 0.3 HTTP handlers.
 pub const DEFAULT_MAX_INSTANCE_REUSE_COUNT: u32 = 128;
 
-/// Idle instances kept per component between requests.
-const MAX_IDLE_INSTANCES_PER_COMPONENT: usize = 8;
+/// Idle instances kept per component between requests: as many as a
+/// loaded component commonly has in flight, so that a steady load is served
+/// by reused instances rather than fresh ones. (Spin serves up to 16
+/// concurrent requests per instance instead; this runner reuses sequentially.)
+const MAX_IDLE_INSTANCES_PER_COMPONENT: usize = 32;
+
+/// How long an idle instance is kept, as Spin's default
+/// `idle_instance_timeout`: a burst's extra instances, and their memory, go
+/// soon after it.
+const IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -93,8 +102,17 @@ impl Default for Options {
 struct Loaded {
     config: Arc<ComponentConfig>,
     pre: ProxyPre<HostState>,
-    /// Idle instances with the number of requests each has served.
-    idle: Mutex<Vec<(Store<HostState>, Proxy, u32)>>,
+    /// Idle instances, oldest first.
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A reusable instance between requests.
+struct Idle {
+    store: Store<HostState>,
+    proxy: Proxy,
+    /// Requests it has served.
+    served: u32,
+    since: std::time::Instant,
 }
 
 struct Inner {
@@ -102,6 +120,9 @@ struct Inner {
     _ticker: EpochTicker,
     router: Router,
     components: HashMap<String, Loaded>,
+    /// Idle instances across components: each holds a slot of the instance
+    /// pool, so together they may use at most half of it.
+    idle_total: std::sync::atomic::AtomicUsize,
     opts: Options,
     state_dir: PathBuf,
 }
@@ -201,6 +222,7 @@ impl App {
                 _ticker: ticker,
                 router,
                 components,
+                idle_total: Default::default(),
                 opts,
                 state_dir,
             }),
@@ -253,9 +275,13 @@ impl App {
 
     async fn call(&self, loaded: &Loaded, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let opts = &self.inner.opts;
-        let reused = loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?.pop();
-        let (mut store, proxy, served) = match reused {
-            Some((mut store, proxy, served)) => {
+        let (mut store, proxy, served) = match self.take_idle(loaded)? {
+            Some(Idle {
+                mut store,
+                proxy,
+                served,
+                ..
+            }) => {
                 host::set_deadline(&mut store, opts.timeout);
                 (store, proxy, served)
             }
@@ -273,14 +299,57 @@ impl App {
         // A trap or an error returns early: that instance is never reused.
         let resp = invoke(&mut store, &proxy, req).await?;
         if served + 1 < opts.max_instance_reuse_count {
-            let mut idle = loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?;
-            // Idle instances hold pool slots and memory: keep a few per
-            // component, drop the rest after a burst.
-            if idle.len() < MAX_IDLE_INSTANCES_PER_COMPONENT {
-                idle.push((store, proxy, served + 1));
-            }
+            self.put_idle(
+                loaded,
+                Idle {
+                    store,
+                    proxy,
+                    served: served + 1,
+                    since: std::time::Instant::now(),
+                },
+            )?;
         }
         Ok(resp)
+    }
+
+    /// The most recently used idle instance, after dropping the ones idle
+    /// for longer than [`IDLE_INSTANCE_TIMEOUT`] (outside the lock: dropping
+    /// an instance returns its memory to the pool).
+    fn take_idle(&self, loaded: &Loaded) -> Result<Option<Idle>> {
+        let now = std::time::Instant::now();
+        let (taken, stale) = {
+            let mut idle = loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?;
+            // Oldest first, so the expired ones are a prefix.
+            let expired = idle.partition_point(|i| now.duration_since(i.since) > IDLE_INSTANCE_TIMEOUT);
+            let stale: Vec<Idle> = idle.drain(..expired).collect();
+            (idle.pop(), stale)
+        };
+        let gone = stale.len() + usize::from(taken.is_some());
+        self.inner.idle_total.fetch_sub(gone, Ordering::Relaxed);
+        Ok(taken)
+    }
+
+    /// Keeps `instance` for a later request, within the per-component and
+    /// the global idle budgets; otherwise drops it (outside the lock).
+    fn put_idle(&self, loaded: &Loaded, instance: Idle) -> Result<()> {
+        let budget = self.inner.opts.max_instances as usize / 2;
+        if self.inner.idle_total.fetch_add(1, Ordering::Relaxed) >= budget {
+            self.inner.idle_total.fetch_sub(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let rejected = {
+            let mut idle = loaded.idle.lock().map_err(|_| anyhow!("poisoned"))?;
+            if idle.len() < MAX_IDLE_INSTANCES_PER_COMPONENT {
+                idle.push(instance);
+                None
+            } else {
+                Some(instance)
+            }
+        };
+        if rejected.is_some() {
+            self.inner.idle_total.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then stops

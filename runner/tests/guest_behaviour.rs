@@ -195,11 +195,26 @@ async fn instance_reuse_serves_sequential_requests() {
     })
     .await
     .unwrap();
-    for _ in 0..3 {
-        assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
+    // Each instance serves two requests, then a fresh one takes over.
+    for expected in ["1", "2", "1", "2", "1"] {
+        assert_eq!(get(&app, "/count").await, (200, expected.into()));
     }
     assert_eq!(get(&app, "/trap").await.0, 500);
     assert_eq!(get(&app, "/ok").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_expire_after_a_second() {
+    let f = Fixture::new("idle", ONE_COMPONENT);
+    let app = load(f.options()).await.unwrap();
+    assert_eq!(get(&app, "/count").await, (200, "1".into()));
+    assert_eq!(get(&app, "/count").await, (200, "2".into()), "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(&app, "/count").await,
+        (200, "1".into()),
+        "a new instance after the idle timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Test guest for the runner: one route per behaviour the host must contain.
 //!
 //! - `/ok`: 200 "ok"
+//! - `/count`: how many requests this instance has served, this one included
 //! - `/spin`: a busy loop that never yields (only epoch interruption stops it)
 //! - `/alloc`: grows memory without bound (the memory cap must stop it)
 //! - `/trap`: panics (a wasm trap)
@@ -73,6 +74,11 @@ async fn handle(request: Request) -> impl IntoResponse {
             Ok(v) => (StatusCode::OK, v),
             Err(e) => (StatusCode::BAD_GATEWAY, e),
         },
+        "/count" => {
+            static SERVED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            (StatusCode::OK, n.to_string())
+        }
         "/pg-session" => match pg_session().await {
             Ok(v) => (StatusCode::OK, v),
             Err(e) => (StatusCode::BAD_GATEWAY, e),
