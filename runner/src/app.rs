@@ -296,8 +296,10 @@ impl App {
                 (store, proxy, 0)
             }
         };
-        // A trap or an error returns early: that instance is never reused.
+        // A trap or an error returns early: that instance (and any CPU lane
+        // it held) is dropped, never reused.
         let resp = invoke(&mut store, &proxy, req).await?;
+        host::release_cpu_lane(&store);
         if served + 1 < opts.max_instance_reuse_count {
             self.put_idle(
                 loaded,

@@ -48,6 +48,34 @@ pub struct HostState {
     hooks: NoOutboundHttp,
     pub limits: StoreLimits,
     pub component: Arc<ComponentConfig>,
+    /// The CPU lane a long-running request holds while it runs (see
+    /// [`set_deadline`]); released when the request ends.
+    pub cpu_lane: CpuLane,
+}
+
+/// A request's hold on one of the [`cpu_lanes`], if it has one.
+pub type CpuLane = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
+
+/// Guest execution observed at this many epoch ticks makes a request
+/// long-running: from then on it runs only while holding a CPU lane.
+const LONG_RUNNING_TICKS: u32 = 3;
+
+/// One lane per core: long-running requests (an image resize) take turns on
+/// them, at most one per core at a time, so however many are in flight the
+/// run queues never hold more than one long request per worker thread, and a
+/// short request waits for at most one tick of it between its own steps.
+fn cpu_lanes() -> &'static Arc<tokio::sync::Semaphore> {
+    static LANES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    LANES.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Arc::new(tokio::sync::Semaphore::new(cores))
+    })
+}
+
+/// Gives up the lane a request holds (at the end of the request).
+pub fn release_cpu_lane(store: &Store<HostState>) {
+    let held = store.data().cpu_lane.lock().map(|mut l| l.take());
+    drop(held);
 }
 
 /// Marker for the `spin:*` bindings: they operate on the whole `HostState`.
@@ -218,6 +246,7 @@ pub fn new_store(
         hooks: NoOutboundHttp,
         limits: StoreLimitsBuilder::new().memory_size(memory_limit_bytes).build(),
         component: component.clone(),
+        cpu_lane: CpuLane::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
@@ -225,21 +254,43 @@ pub fn new_store(
     store
 }
 
-/// Arms the request's deadline. Every epoch tick a running guest yields to
-/// the executor, so a CPU-heavy request (an image resize) takes turns with
-/// the others on the worker threads instead of holding one until it ends;
-/// once `timeout` has passed it traps instead, even in a busy loop that never
-/// calls the host. (Spin traps at the deadline but does not yield: there a
-/// long guest keeps its worker thread, and requests queued behind it wait.)
+/// Arms the request's deadline and its share of the CPU. At every epoch
+/// tick a running guest yields to the executor, so a CPU-heavy request (an
+/// image resize) takes turns with the others instead of holding a worker
+/// thread until it ends; a request seen running at [`LONG_RUNNING_TICKS`]
+/// ticks also queues for a CPU lane at each tick (see [`cpu_lanes`]). Once
+/// `timeout` has passed it traps instead, even in a busy loop that never
+/// calls the host. (Spin traps at the deadline but neither yields nor
+/// queues: there a long guest keeps its worker thread, and requests queued
+/// behind it wait.)
 pub fn set_deadline(store: &mut Store<HostState>, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
+    let lane = store.data().cpu_lane.clone();
+    let mut ticks_seen = 0u32;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        Ok(if std::time::Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Yield(1)
-        })
+        if std::time::Instant::now() >= deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        ticks_seen += 1;
+        if ticks_seen < LONG_RUNNING_TICKS {
+            return Ok(UpdateDeadline::Yield(1));
+        }
+        let lane = lane.clone();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                // Hand the lane to the next long request in line (the
+                // semaphore is FIFO), let the short ones run, then queue.
+                let held = lane.lock().map(|mut l| l.take());
+                drop(held);
+                tokio::task::yield_now().await;
+                let permit = cpu_lanes().clone().acquire_owned().await.ok();
+                if let Ok(mut l) = lane.lock() {
+                    *l = permit;
+                }
+            }),
+        ))
     });
 }
 

@@ -172,6 +172,36 @@ async fn a_busy_guest_yields_its_thread_to_other_requests() {
     assert_eq!(spinning.await.unwrap().0, 500, "the busy guest still times out");
 }
 
+/// More long-running guests than CPU lanes: they take turns on the lanes,
+/// short requests are still served meanwhile, and each long one still ends
+/// at its deadline (none is left waiting for a lane forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_guests_share_the_cpu_lanes_and_short_requests_pass() {
+    let f = Fixture::new("lanes", ONE_COMPONENT);
+    let app = load(Options {
+        timeout: Duration::from_secs(3),
+        ..f.options()
+    })
+    .await
+    .unwrap();
+    let lanes = std::thread::available_parallelism().map_or(1, usize::from);
+    let spinning: Vec<_> = (0..lanes * 2 + 1)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, "/spin").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
+    }
+    assert!(spinning.iter().all(|s| !s.is_finished()), "a busy guest ended early");
+    for s in spinning {
+        assert_eq!(s.await.unwrap().0, 500, "every busy guest times out");
+    }
+    assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cap_stops_a_growing_guest() {
     let f = Fixture::new("memory", ONE_COMPONENT);
