@@ -141,13 +141,28 @@ fn write_queue(path: &Path) -> Arc<Mutex<()>> {
     queues.entry(path.to_path_buf()).or_default().clone()
 }
 
-/// Runs one statement to completion on a blocking thread.
+/// Runs one statement to completion. A read outside a transaction runs on
+/// the calling thread: in WAL mode it does not wait for writers, and the
+/// app's reads are over in microseconds, less than a hand-off to another
+/// thread costs. Everything else (a write waits for its turn and then for
+/// the disk; inside a transaction SQLite's busy handler may sleep) runs on a
+/// blocking thread.
 async fn run(
     conn: Arc<Mutex<rusqlite::Connection>>,
     writes: Arc<Mutex<()>>,
     statement: String,
     params: Vec<Value>,
 ) -> Result<QueryResult, Error> {
+    // A query, not BEGIN IMMEDIATE or a PRAGMA that also count as read-only.
+    let keyword = statement.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next();
+    let query = keyword.is_some_and(|k| k.eq_ignore_ascii_case("select") || k.eq_ignore_ascii_case("with"));
+    if query
+        && let Ok(c) = conn.try_lock()
+        && c.is_autocommit()
+        && c.prepare_cached(&statement).is_ok_and(|s| s.readonly())
+    {
+        return execute(&c, &writes, &statement, params);
+    }
     tokio::task::spawn_blocking(move || {
         let conn = conn.lock().map_err(|_| Error::Io("connection lock poisoned".into()))?;
         execute(&conn, &writes, &statement, params)
