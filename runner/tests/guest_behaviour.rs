@@ -558,6 +558,61 @@ mod url_parts {
     }
 }
 
+/// Concurrent inserts are group-committed by the host's writer, yet each
+/// guest sees exactly what autocommit gives it: its own `changes` and
+/// `last-insert-rowid`, a constraint error for its own statement only, and
+/// its row committed when `execute` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sqlite_writes_keep_autocommit_semantics() {
+    let f = Fixture::new(
+        "writer",
+        r#"
+[[trigger.http]]
+route = "/kv"
+component = "guest"
+[component.guest]
+source = "GUEST"
+sqlite_databases = ["default"]
+"#,
+    );
+    let app = load(Options {
+        sqlite_statements: vec!["CREATE TABLE kv(id INTEGER PRIMARY KEY, k TEXT UNIQUE)".into()],
+        ..f.options()
+    })
+    .await
+    .unwrap();
+    // 40 distinct keys and 10 that repeat one of them, all at once.
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("k{i}"))
+        .chain((0..10).map(|_| "k7".into()))
+        .collect();
+    let tasks: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let app = app.clone();
+            let path = format!("/kv?k={k}");
+            tokio::spawn(async move { get(&app, &path).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        if status == 409 {
+            assert!(body.contains("UNIQUE constraint failed: kv.k"), "{body}");
+            conflicts += 1;
+            continue;
+        }
+        assert_eq!(status, 200, "{body}");
+        // "(1, id) (0, id) [Value::Integer(id)]": one row changed and its rowid; the
+        // empty UPDATE changes nothing and leaves the rowid; the row is there.
+        let id: i64 = body.split(&[' ', ')'][..]).nth(1).unwrap().parse().unwrap();
+        assert_eq!(body, format!("(1, {id}) (0, {id}) [Value::Integer({id})]"));
+        assert!(ids.insert(id), "two inserts reported rowid {id}");
+    }
+    assert_eq!((ids.len(), conflicts), (40, 10));
+}
+
 /// Pooled connections (as Spin pools them) are reused, and reset first: a
 /// session setting one request made is gone for the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

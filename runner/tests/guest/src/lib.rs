@@ -8,6 +8,9 @@
 //! - `/sleep?ms=N`: blocks N ms, then 200 (for draining)
 //! - `/var?name=x`: the component variable `x`, or the error as 404
 //! - `/db?label=x`: opens SQLite database `x`, runs a query, reports the outcome
+//! - `/kv?k=x`: inserts `x` into table `kv` (UNIQUE), then an UPDATE matching
+//!   nothing, reporting `changes` and `last-insert-rowid` after each and the
+//!   row's id read back; 409 with the error if the insert fails
 //! - `/headers`: the request headers, one `name: value` per line
 //! - `/pg`: a PostgreSQL round trip on the `pg_url` variable's database
 //! - `/pg-session`: the PostgreSQL session's backend pid and
@@ -70,6 +73,10 @@ async fn handle(request: Request) -> impl IntoResponse {
                 Err(e) => (StatusCode::FORBIDDEN, format!("{e:?}")),
             }
         }
+        "/kv" => match kv(query_param(&query, "k").unwrap_or("")).await {
+            Ok(v) => (StatusCode::OK, v),
+            Err(e) => (StatusCode::CONFLICT, e),
+        },
         "/pg" => match pg_round_trip().await {
             Ok(v) => (StatusCode::OK, v),
             Err(e) => (StatusCode::BAD_GATEWAY, e),
@@ -94,6 +101,26 @@ async fn handle(request: Request) -> impl IntoResponse {
         }
         _ => (StatusCode::NOT_FOUND, "no such test route".to_string()),
     }
+}
+
+async fn kv(k: &str) -> Result<String, String> {
+    use spin_sdk::sqlite::{Connection, Value};
+    let c = Connection::open("default").await.map_err(|e| format!("open: {e:?}"))?;
+    let insert = c.execute("INSERT INTO kv(k) VALUES (?)", [Value::Text(k.into())]).await;
+    insert.map_err(|e| format!("insert: {e:?}"))?;
+    let after_insert = (c.changes().await, c.last_insert_rowid().await);
+    c.execute("UPDATE kv SET k = k WHERE k = 'no such key'", [])
+        .await
+        .map_err(|e| format!("update: {e:?}"))?;
+    let after_update = (c.changes().await, c.last_insert_rowid().await);
+    let rows = c
+        .execute("SELECT id FROM kv WHERE k = ?", [Value::Text(k.into())])
+        .await
+        .map_err(|e| format!("select: {e:?}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("rows: {e:?}"))?;
+    Ok(format!("{after_insert:?} {after_update:?} {:?}", rows[0].values))
 }
 
 /// `pid application_name` as found, then leaves `application_name` changed.
