@@ -349,3 +349,30 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
+
+/// A row stream and the future that reports how it ended.
+pub type BufferedRows<R, E> = (
+    wasmtime::component::StreamReader<R>,
+    wasmtime::component::FutureReader<Result<(), E>>,
+);
+
+/// The row stream and completion future of a `*-async` query whose rows the
+/// host has already fetched (SQLite and PostgreSQL both run the statement to
+/// completion first): the rows stream from memory, the future is ready.
+pub fn buffered_rows<R, E>(
+    accessor: &wasmtime::component::Accessor<HostState, SpinHost>,
+    rows: Vec<R>,
+) -> wasmtime::Result<BufferedRows<R, E>>
+where
+    R: wasmtime::component::Lower + wasmtime::component::Lift + Unpin + Send + Sync + 'static,
+    Result<(), E>: wasmtime::component::Lower + wasmtime::component::Lift + Send + Sync + 'static,
+{
+    accessor.with(|mut a| {
+        let rows = wasmtime::component::StreamReader::new(&mut a, rows)?;
+        let done = wasmtime::component::FutureReader::new(
+            &mut a,
+            std::future::ready(Ok::<_, wasmtime::Error>(Ok::<(), E>(()))),
+        )?;
+        Ok((rows, done))
+    })
+}

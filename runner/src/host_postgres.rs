@@ -470,14 +470,7 @@ impl pg::HostConnectionWithStore<HostState> for SpinHost {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        let (rows, done) = accessor.with(|mut a| -> wasmtime::Result<_> {
-            let rows = StreamReader::new(&mut a, rows)?;
-            let done = FutureReader::new(
-                &mut a,
-                std::future::ready(Ok::<_, wasmtime::Error>(Ok::<(), Error>(()))),
-            )?;
-            Ok((rows, done))
-        })?;
+        let (rows, done) = crate::host::buffered_rows(accessor, rows)?;
         Ok(Ok((columns, rows, done)))
     }
 
