@@ -281,7 +281,9 @@ fn write_loop(path: &Path, queue: &std::sync::mpsc::Receiver<Job>) {
 /// commits, then answers every job (all with the commit's error if it fails).
 fn commit_batch(conn: &rusqlite::Connection, batch: Vec<Job>) {
     let io = |e: rusqlite::Error| Error::Io(e.to_string());
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    // Prepared once per connection: these run for every statement of a batch.
+    let control = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+    if let Err(e) = control("BEGIN IMMEDIATE") {
         let why = e.to_string();
         for job in batch {
             let _ = job.reply.send(Err(Error::Io(why.clone())));
@@ -290,25 +292,27 @@ fn commit_batch(conn: &rusqlite::Connection, batch: Vec<Job>) {
     }
     let mut done = Vec::with_capacity(batch.len());
     for job in batch {
-        let outcome = conn.execute_batch("SAVEPOINT job").map_err(io).and_then(|()| {
+        let outcome = control("SAVEPOINT job").map_err(io).and_then(|()| {
             match execute(conn, &job.statement, job.params) {
                 Ok(result) => {
                     // SQLite moves `last_insert_rowid` only when a row is inserted.
                     let changes = conn.changes();
                     let inserted = matches!(keyword(&job.statement).as_str(), "insert" | "replace") && changes > 0;
                     let rowid = inserted.then(|| conn.last_insert_rowid());
-                    conn.execute_batch("RELEASE job").map_err(io)?;
+                    control("RELEASE job").map_err(io)?;
                     Ok((result, changes, rowid))
                 }
                 Err(e) => {
-                    conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(io)?;
+                    control("ROLLBACK TO job")
+                        .and_then(|()| control("RELEASE job"))
+                        .map_err(io)?;
                     Err(e)
                 }
             }
         });
         done.push((job.reply, outcome));
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = control("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         let why = e.to_string();
         for (reply, _) in done {
