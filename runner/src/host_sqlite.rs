@@ -23,6 +23,9 @@
 //! concurrent `POST /orders` got 2.3k req/s with a 390 ms p99 that way. What a
 //! guest observes is unchanged: its statement is committed when `execute`
 //! returns, with the same result, error, `changes` and `last-insert-rowid`.
+//! One difference remains: per-connection settings a guest makes with
+//! `PRAGMA` (`foreign_keys`, `recursive_triggers`...) do not reach the
+//! writer's connection; the app makes none.
 //! Statements inside an explicit transaction run on the guest's own
 //! connection and rely on the busy handler (5 s, rusqlite's default, as in
 //! Spin).
