@@ -6,43 +6,17 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use component_tests::*;
 use http::Request;
-use image::codecs::jpeg::JpegEncoder;
-use image::codecs::png::PngEncoder;
-use image::{ExtendedColorType, GenericImageView, ImageEncoder, ImageFormat, RgbImage, RgbaImage};
+use image::{GenericImageView, ImageFormat, RgbaImage};
 use serde_json::json;
+
+#[path = "../../handlers/kit/src/imaging/test_images.rs"]
+mod test_images;
+use test_images::{gradient, jpeg, png, png_rgba};
 
 const PATH: &str = "/images/resize";
 
 async fn harness() -> Harness {
     Harness::route("images-resize").await
-}
-
-fn gradient(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]))
-}
-
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 90)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
-        .unwrap();
-    out
-}
-
-fn png_rgba(img: &RgbaImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgba8)
-        .unwrap();
-    out
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
-        .unwrap();
-    out
 }
 
 fn raw(query: &str, content_type: &str, body: Vec<u8>) -> Request<Bytes> {

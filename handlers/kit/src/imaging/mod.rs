@@ -15,6 +15,8 @@
 
 pub mod route;
 #[cfg(test)]
+mod test_images;
+#[cfg(test)]
 mod tests;
 mod webp;
 

@@ -3,6 +3,7 @@
 //! and a property test over hostile inputs of the decode path.
 
 use super::route::{ResizeRequest, decode_base64, negotiate};
+use super::test_images::{gradient, jpeg, png, png_rgba};
 use super::*;
 use crate::config::Config;
 use crate::contract::RESIZE_IMAGE;
@@ -17,35 +18,6 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 // ---- test images, made here rather than committed ----
-
-/// A smooth gradient, so lossy codecs behave as on photos.
-fn gradient(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]))
-}
-
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 90)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
-        .unwrap();
-    out
-}
-
-fn png_rgba(img: &RgbaImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgba8)
-        .unwrap();
-    out
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
-        .unwrap();
-    out
-}
 
 fn webp_lossless(img: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
