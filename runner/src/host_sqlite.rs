@@ -172,13 +172,17 @@ fn keyword(statement: &str) -> String {
 async fn run(target: Target, statement: String, params: Vec<Value>) -> Result<QueryResult, Error> {
     let poisoned = || Error::Io("connection lock poisoned".into());
     let word = keyword(&statement);
-    let autocommit = target.conn.lock().map_err(|_| poisoned())?.is_autocommit();
-    if autocommit && matches!(word.as_str(), "select" | "with") {
+    let autocommit = {
         let c = target.conn.lock().map_err(|_| poisoned())?;
-        if c.prepare_cached(&statement).is_ok_and(|s| s.readonly()) {
+        let autocommit = c.is_autocommit();
+        if autocommit
+            && matches!(word.as_str(), "select" | "with")
+            && c.prepare_cached(&statement).is_ok_and(|s| s.readonly())
+        {
             return execute(&c, &statement, params);
         }
-    }
+        autocommit
+    };
     if autocommit && matches!(word.as_str(), "insert" | "update" | "delete" | "replace") {
         let (reply, done) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -206,12 +210,11 @@ async fn run(target: Target, statement: String, params: Vec<Value>) -> Result<Qu
     let written = target.written;
     tokio::task::spawn_blocking(move || {
         let conn = conn.lock().map_err(|_| poisoned())?;
-        let result = execute(&conn, &statement, params);
         if !conn.prepare_cached(&statement).is_ok_and(|s| s.readonly()) {
-            // Its own connection wrote last: `changes` etc. come from it again.
+            // Its own connection writes last: `changes` etc. come from it again.
             *written.lock().map_err(|_| poisoned())? = None;
         }
-        result
+        execute(&conn, &statement, params)
     })
     .await
     .map_err(|e| Error::Io(e.to_string()))?
