@@ -243,11 +243,110 @@ pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
             }
         })
         .collect();
+    let mut errors = errors;
+    if errors.is_empty() {
+        errors.extend(check_database_host(values));
+    }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ConfigError { errors })
     }
+}
+
+/// `database_url` must name the server `db_host` allows: the components may
+/// reach only that one (`allowed_outbound_hosts`), so any other would fail
+/// every order request with `503`. The URL's authority and any `host` /
+/// `hostaddr` query parameters all count. Values stay out of the messages.
+fn check_database_host(values: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let url = values.get("database_url").map(String::as_str).unwrap_or("");
+    if url.is_empty() {
+        return Vec::new();
+    }
+    let allowed = values.get("db_host").map(String::as_str).unwrap_or("localhost:5432");
+    let servers = database_servers(url);
+    if !servers.is_empty() && servers.iter().all(|(host, port)| host_allows(allowed, host, *port)) {
+        return Vec::new();
+    }
+    vec![
+        FieldError::at_parameter(
+            "database_url",
+            "db_host",
+            "names a database server that db_host does not allow (components may reach only db_host)",
+        ),
+        FieldError::at_parameter(
+            "db_host",
+            "database_url",
+            "does not allow the database server that database_url names",
+        ),
+    ]
+}
+
+/// `(host, port)` of every server a `postgres://` URL makes libpq-style
+/// clients reach: the authority's, and those of `host` / `hostaddr`
+/// parameters. Ports default to 5432.
+fn database_servers(url: &str) -> Vec<(String, u16)> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = before_query.split('/').next().unwrap_or("");
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut servers = Vec::new();
+    let mut default_port = None;
+    for host in hosts.split(',').filter(|h| !h.is_empty()) {
+        let (name, port) = split_host_port(host);
+        default_port = default_port.or(port);
+        servers.push((name, port));
+    }
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "port" {
+            default_port = value.parse().ok();
+        } else if key == "host" || key == "hostaddr" {
+            servers.extend(value.split(',').map(|h| (h.to_ascii_lowercase(), None)));
+        }
+    }
+    servers
+        .into_iter()
+        .map(|(host, port)| (host, port.or(default_port).unwrap_or(5432)))
+        .collect()
+}
+
+fn split_host_port(text: &str) -> (String, Option<u16>) {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, rest)) => (h, rest.strip_prefix(':')),
+            None => (v6, None),
+        },
+        None => match text.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (text, None),
+        },
+    };
+    (host.to_ascii_lowercase(), port.and_then(|p| p.parse().ok()))
+}
+
+/// Whether `db_host` (`host[:port]`, Spin's allow-list syntax: `*` host or
+/// port, `*.suffix` host) lets a component reach `host:port`.
+fn host_allows(db_host: &str, host: &str, port: u16) -> bool {
+    let (pattern, pattern_port) = match db_host.rsplit_once(':') {
+        Some((h, "*")) => (h, None),
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => return false,
+        },
+        _ => (db_host, Some(5432)),
+    };
+    let pattern = pattern
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let host_ok = pattern == "*"
+        || pattern == host
+        || pattern
+            .strip_prefix("*.")
+            .is_some_and(|suffix| host.ends_with(&format!(".{suffix}")));
+    host_ok && pattern_port.is_none_or(|p| p == port)
 }
 
 #[cfg(test)]
@@ -269,6 +368,7 @@ mod tests {
             ("app_env", "production"),
             ("log_level", "debug"),
             ("database_url", "postgres://u:p@db:5432/orders"),
+            ("db_host", "db:5432"),
         ]))
         .unwrap();
         assert_eq!(c.app_env, AppEnv::Production);
@@ -313,8 +413,43 @@ mod tests {
     }
 
     #[test]
+    fn database_url_must_name_the_server_db_host_allows() {
+        let ok = [
+            ("postgres://u:p@localhost/orders", "localhost:5432"),
+            ("postgres://u:p@db.internal:6543/orders", "db.internal:6543"),
+            ("postgres://u:p@db.internal:6543/orders", "*.internal:*"),
+            ("postgres://u:p@[::1]:5432/orders", "[::1]:5432"),
+            ("postgresql://u@db:5433/o?sslmode=require", "db:5433"),
+        ];
+        for (url, host) in ok {
+            let v = values(&[("database_url", url), ("db_host", host)]);
+            assert!(check(&v).is_ok(), "{url} with {host}");
+        }
+        let bad = [
+            ("postgres://u:hunter2@evil.example/orders", "localhost:5432"),
+            ("postgres://u:hunter2@localhost:5433/orders", "localhost:5432"),
+            (
+                "postgres://u:hunter2@localhost/orders?hostaddr=10.1.2.3",
+                "localhost:5432",
+            ),
+            ("postgres://u:hunter2@localhost/orders?host=evil.example", "localhost"),
+        ];
+        for (url, host) in bad {
+            let err = check(&values(&[("database_url", url), ("db_host", host)])).unwrap_err();
+            assert_eq!(err.names(), vec!["database_url", "db_host"], "{url}");
+            assert!(!format!("{err} {:?}", err.to_problem()).contains("hunter2"));
+        }
+        // Unmapped db_host means its default, localhost:5432.
+        assert!(check(&values(&[("database_url", "postgres://u@elsewhere/o")])).is_err());
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug() {
-        let c = Config::from_values(&values(&[("database_url", "postgresql://u:pw@h/db")])).unwrap();
+        let c = Config::from_values(&values(&[
+            ("database_url", "postgresql://u:pw@h/db"),
+            ("db_host", "h:5432"),
+        ]))
+        .unwrap();
         assert!(!format!("{c:?}").contains("pw"));
     }
 }
