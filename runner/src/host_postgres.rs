@@ -1,17 +1,18 @@
-//! `spin:postgres/postgres@4.2.0` on tokio-postgres, following Spin's
-//! `factor-outbound-pg`: the address must pass the component's
+//! `spin:postgres/postgres@4.2.0` on tokio-postgres, as Spin's
+//! `factor-outbound-pg` hosts it: the address must pass the component's
 //! `allowed_outbound_hosts` (scheme `postgres`, default port 5432) before any
-//! connection is attempted; connect failures are `connection-failed`, server
-//! errors `query-failed(db-error)`, bad parameters `bad-parameter`. Values are
+//! connection is attempted; connections come from a deadpool pool per
+//! component and connection string (at most 64 connections, no timeouts,
+//! recycled with `RecyclingMethod::Clean`), held while the guest holds its
+//! `connection`; connect failures are `connection-failed`, server errors
+//! `query-failed(db-error)`, bad parameters `bad-parameter`. Values are
 //! converted with the same Rust types Spin uses, so a column type Spin cannot
 //! read (e.g. `timestamptz` into `datetime`) fails here too.
 //!
-//! Connections are pooled per address, as Spin pools them (deadpool, 64 per
-//! address): a closed `connection` goes back to its pool once `DISCARD ALL`
-//! has reset its session (a connection left inside a transaction fails that
-//! and is closed instead), so the next `open` of the same address skips the
-//! TCP and authentication round trips. The allow-list is checked on every
-//! `open`, pooled or not.
+//! One check goes beyond Spin's: every `hostaddr` of the connection string
+//! must be allowed too (Spin checks only `host`, while tokio-postgres
+//! connects to `hostaddr` when it is given, so `host=allowed
+//! hostaddr=elsewhere` would reach an address nobody allowed).
 
 // The WIT `error` (with its `db-error` record) is the natural error type of
 // every helper here; boxing it would only add conversions at each boundary.
@@ -23,58 +24,50 @@ use crate::bindings::pg::{
 use crate::host::{HostState, SpinHost};
 use crate::outbound::AllowedHosts;
 use bytes::BytesMut;
-use std::sync::Arc;
-use std::time::Duration;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use std::sync::{Arc, Mutex};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
-/// The resource behind `connection`.
-pub struct PgConnection {
-    /// Always `Some` until dropped.
-    client: Option<Arc<tokio_postgres::Client>>,
-    address: String,
-}
+/// Spin's `CONNECTION_POOL_SIZE`.
+const POOL_SIZE: usize = 64;
 
-/// Idle connections kept per address (Spin's pool size).
-const MAX_POOLED_PER_ADDRESS: usize = 64;
+/// Pools one component keeps (Spin's cache capacity).
+const MAX_POOLS: usize = 16;
 
-type Pool = std::sync::Mutex<std::collections::HashMap<String, Vec<tokio_postgres::Client>>>;
+/// One component's pools, by connection string, oldest first.
+#[derive(Default)]
+pub struct Pools(Mutex<Vec<(String, Pool)>>);
 
-fn pool() -> &'static Pool {
-    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
-    POOL.get_or_init(Default::default)
-}
-
-/// An idle connection to `address` whose server end is still open.
-fn pooled(address: &str) -> Option<tokio_postgres::Client> {
-    let mut pool = pool().lock().ok()?;
-    let idle = pool.get_mut(address)?;
-    std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
-}
-
-impl Drop for PgConnection {
-    fn drop(&mut self) {
-        // Still shared by a running statement: it closes with its last user.
-        let Some(client) = self.client.take().and_then(|c| Arc::try_unwrap(c).ok()) else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let address = std::mem::take(&mut self.address);
-        // Off the request's path: reset the session, then make it available.
-        runtime.spawn(async move {
-            if client.batch_execute("DISCARD ALL").await.is_err() {
-                return;
-            }
-            if let Ok(mut pool) = pool().lock() {
-                let idle = pool.entry(address).or_default();
-                if idle.len() < MAX_POOLED_PER_ADDRESS {
-                    idle.push(client);
-                }
-            }
-        });
+impl Pools {
+    fn get(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, Error> {
+        let mut pools = self.0.lock().map_err(|_| Error::Other("pool lock poisoned".into()))?;
+        if let Some((_, pool)) = pools.iter().find(|(a, _)| a == address) {
+            return Ok(pool.clone());
+        }
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Clean,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| Error::ConnectionFailed(format!("establishing PostgreSQL connection pool: {e}")))?;
+        if pools.len() >= MAX_POOLS {
+            pools.remove(0);
+        }
+        pools.push((address.to_string(), pool.clone()));
+        Ok(pool)
     }
+}
+
+/// The resource behind `connection`: a pooled connection, back to its pool
+/// when the guest drops it.
+pub struct PgConnection {
+    client: Arc<Object>,
 }
 
 /// The resource behind `connection-builder`.
@@ -82,24 +75,27 @@ pub struct PgConnectionBuilder {
     address: String,
 }
 
-/// Checks every TCP host of `address` against the allow-list, as Spin does.
+/// Checks every TCP host and every `hostaddr` of `address` against the
+/// allow-list.
 pub fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_postgres::Config, Error> {
     let config: tokio_postgres::Config = address
         .parse()
         .map_err(|e: tokio_postgres::Error| Error::ConnectionFailed(e.to_string()))?;
     let ports = config.get_ports();
+    let port = |i: usize| {
+        ports
+            .get(i)
+            .or(if ports.len() == 1 { ports.first() } else { None })
+            .copied()
+            .unwrap_or(5432)
+    };
+    let refuse =
+        |host: &str, port: u16| Error::ConnectionFailed(format!("address postgres://{host}:{port} is not permitted"));
     for (i, host) in config.get_hosts().iter().enumerate() {
         match host {
             tokio_postgres::config::Host::Tcp(h) => {
-                let port = ports
-                    .get(i)
-                    .or(if ports.len() == 1 { ports.first() } else { None })
-                    .copied()
-                    .unwrap_or(5432);
-                if !allowed.allows("postgres", h, port) {
-                    return Err(Error::ConnectionFailed(format!(
-                        "address postgres://{h}:{port} is not permitted"
-                    )));
+                if !allowed.allows("postgres", h, port(i)) {
+                    return Err(refuse(h, port(i)));
                 }
             }
             #[cfg(unix)]
@@ -110,36 +106,22 @@ pub fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_post
             }
         }
     }
+    for (i, addr) in config.get_hostaddrs().iter().enumerate() {
+        let host = addr.to_string();
+        if !allowed.allows("postgres", &host, port(i)) {
+            return Err(refuse(&host, port(i)));
+        }
+    }
     Ok(config)
 }
 
-async fn connect(allowed: AllowedHosts, timeout: Duration, address: String) -> Result<PgConnection, Error> {
-    let mut config = check_address(&allowed, &address)?;
-    if let Some(client) = pooled(&address) {
-        return Ok(PgConnection {
-            client: Some(Arc::new(client)),
-            address,
-        });
-    }
-    config.connect_timeout(timeout);
-    let connecting = config.connect(tokio_postgres::NoTls);
-    let (client, connection) = match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(Error::ConnectionFailed(e.to_string())),
-        Err(_) => {
-            return Err(Error::ConnectionFailed(format!(
-                "timed out after {}ms connecting to the database",
-                timeout.as_millis()
-            )));
-        }
-    };
-    // The connection task ends when the client is dropped.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+async fn connect(state: (AllowedHosts, Arc<Pools>), address: String) -> Result<PgConnection, Error> {
+    let (allowed, pools) = state;
+    let config = check_address(&allowed, &address)?;
+    let pool = pools.get(&address, config)?;
+    let client = pool.get().await.map_err(|e| Error::ConnectionFailed(e.to_string()))?;
     Ok(PgConnection {
-        client: Some(Arc::new(client)),
-        address,
+        client: Arc::new(client),
     })
 }
 
@@ -316,11 +298,7 @@ fn to_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<Row>, Error> {
         .map_err(Error::ValueConversionFailed)
 }
 
-async fn run_query(
-    client: Arc<tokio_postgres::Client>,
-    statement: String,
-    params: Vec<ParameterValue>,
-) -> Result<RowSet, Error> {
+async fn run_query(client: Arc<Object>, statement: String, params: Vec<ParameterValue>) -> Result<RowSet, Error> {
     let params = to_params(params)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     let stmt = client.prepare(&statement).await.map_err(query_failed)?;
@@ -339,35 +317,25 @@ async fn run_query(
     })
 }
 
-async fn run_execute(
-    client: Arc<tokio_postgres::Client>,
-    statement: String,
-    params: Vec<ParameterValue>,
-) -> Result<u64, Error> {
+async fn run_execute(client: Arc<Object>, statement: String, params: Vec<ParameterValue>) -> Result<u64, Error> {
     let params = to_params(params)?;
     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
     client.execute(&statement, &refs).await.map_err(query_failed)
 }
 
-fn client(state: &HostState, r: &Resource<PgConnection>) -> wasmtime::Result<Arc<tokio_postgres::Client>> {
-    state
-        .table
-        .get(r)?
-        .client
-        .clone()
-        .ok_or_else(|| wasmtime::format_err!("connection already closed"))
+fn client(state: &HostState, r: &Resource<PgConnection>) -> wasmtime::Result<Arc<Object>> {
+    Ok(state.table.get(r)?.client.clone())
 }
 
-fn connect_args(state: &HostState) -> (AllowedHosts, Duration) {
-    (state.component.allowed_hosts.clone(), state.component.connect_timeout)
+fn connect_args(state: &HostState) -> (AllowedHosts, Arc<Pools>) {
+    (state.component.allowed_hosts.clone(), state.postgres.clone())
 }
 
 impl pg::Host for HostState {}
 
 impl pg::HostConnection for HostState {
     async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, Error>> {
-        let (allowed, timeout) = connect_args(self);
-        Ok(match connect(allowed, timeout, address).await {
+        Ok(match connect(connect_args(self), address).await {
             Ok(c) => Ok(self.table.push(c)?),
             Err(e) => Err(e),
         })
@@ -432,8 +400,8 @@ async fn open_with(
     accessor: &Accessor<HostState, SpinHost>,
     address: String,
 ) -> wasmtime::Result<Result<Resource<PgConnection>, Error>> {
-    let (allowed, timeout) = accessor.with(|mut a| connect_args(a.get()));
-    match connect(allowed, timeout, address).await {
+    let args = accessor.with(|mut a| connect_args(a.get()));
+    match connect(args, address).await {
         Ok(c) => Ok(Ok(accessor.with(|mut a| a.get().table.push(c))?)),
         Err(e) => Ok(Err(e)),
     }
@@ -574,12 +542,15 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
-    async fn unreachable_database_fails_fast() {
-        let a = allowed(&["postgres://127.0.0.1:1"]);
-        let start = std::time::Instant::now();
-        let r = connect(a, Duration::from_secs(5), "postgres://u:p@127.0.0.1:1/app".into()).await;
-        assert!(matches!(r, Err(Error::ConnectionFailed(_))));
-        assert!(start.elapsed() < Duration::from_secs(5));
+    #[test]
+    fn hostaddr_must_be_allowed_too() {
+        let a = allowed(&["postgres://db.local:5432", "postgres://127.0.0.1:5432"]);
+        assert!(check_address(&a, "host=db.local hostaddr=127.0.0.1 user=u").is_ok());
+        for bad in ["host=db.local hostaddr=10.9.8.7 user=u", "hostaddr=10.9.8.7 user=u"] {
+            match check_address(&a, bad) {
+                Err(Error::ConnectionFailed(m)) => assert!(m.contains("10.9.8.7:5432"), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,10 +1,17 @@
 //! A local host for the app's Spin components on wasmtime: `runner up` (like
-//! `spin up`) and an in-process API for component tests. Spin stays the
-//! production engine; this runner reproduces its behaviour for what the app
-//! uses and refuses what it does not implement.
+//! `spin up`) and an in-process API for the component tests. Spin stays the
+//! production engine; this runner reproduces what Spin does for everything
+//! the app uses, and refuses at startup what it does not implement.
+//!
+//! The parts, as in wasmtime's `serve` command: [`engine`] (engine setup and
+//! the compilation cache), [`host`] (per-store state and the linker),
+//! [`handler`] (instances and their reuse), [`server`] (the HTTP loop) and
+//! [`app`] (manifest, routing, the request path).
 
 pub mod app;
 mod bindings;
+pub mod engine;
+pub mod handler;
 mod host;
 mod host_postgres;
 mod host_sqlite;
@@ -16,4 +23,21 @@ mod server;
 mod stdio;
 pub mod variables;
 
-pub use app::{App, Options, check_config_schema, check_only};
+pub use app::{App, Options, Response, check_app_config, check_only};
+pub use handler::Reuse;
+
+/// An empty request body, for in-process requests.
+pub fn empty_body() -> wasmtime_wasi_http::WasiBody {
+    use http_body_util::BodyExt;
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A request body of these bytes, for in-process requests.
+pub fn full_body(bytes: impl Into<bytes::Bytes>) -> wasmtime_wasi_http::WasiBody {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}

@@ -1,118 +1,164 @@
-//! `runner up | check | bench-instantiate`: a `spin up`-shaped CLI.
+//! `runner up | check | bench-instantiate`: the `spin up` flags the app
+//! uses, with Spin's names and defaults.
 
-use anyhow::{Context, Result, anyhow, bail};
-use runner::{App, Options};
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+use runner::{App, Options, Reuse};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "\
-usage:
-  runner up    [--listen 127.0.0.1:3000] [--from spin.toml] [--variable KEY=VALUE]...
-               [--sqlite @file.sql | --sqlite STATEMENT]... [--state-dir DIR]
-               [--timeout-ms N] [--memory-mb N] [--component ID]... [--max-instance-reuse-count N]
-               [--quiet-components]
-  runner check [--from spin.toml] [--variable KEY=VALUE]... [--config-schema schema.json]
-  runner bench-instantiate [--from spin.toml] [--variable KEY=VALUE]... --path /route [-n N]
-
-Variables also come from SPIN_VARIABLE_<NAME> environment variables.";
-
+#[derive(Parser)]
+#[command(
+    name = "runner",
+    about = "The app's Spin components on wasmtime, as `spin up` serves them"
+)]
 struct Cli {
-    command: String,
-    listen: SocketAddr,
-    opts: Options,
-    bench_path: Option<String>,
-    bench_n: usize,
-    config_schema: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse(args: Vec<String>) -> Result<Cli> {
-    let mut it = args.into_iter();
-    let command = it.next().ok_or_else(|| anyhow!("missing command"))?;
-    if !matches!(command.as_str(), "up" | "check" | "bench-instantiate") {
-        bail!("unknown command {command:?}");
-    }
-    let mut cli = Cli {
-        command,
-        listen: "127.0.0.1:3000".parse()?,
-        opts: Options::default(),
-        bench_path: None,
-        bench_n: 1000,
-        config_schema: None,
-    };
-    let mut only = Vec::new();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| anyhow!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--listen" => cli.listen = value()?.parse().context("--listen")?,
-            "-f" | "--from" | "--file" => cli.opts.manifest = PathBuf::from(value()?),
-            "--variable" => cli
-                .opts
-                .variables
-                .push(runner::variables::parse_cli_variable(&value()?)?),
-            "--sqlite" => cli.opts.sqlite_statements.push(value()?),
-            "--state-dir" => cli.opts.state_dir = PathBuf::from(value()?),
-            "--timeout-ms" => cli.opts.timeout = Duration::from_millis(value()?.parse().context("--timeout-ms")?),
-            "--memory-mb" => {
-                let mb: usize = value()?.parse().context("--memory-mb")?;
-                cli.opts.memory_limit_bytes = mb << 20;
-            }
-            "--component" => only.push(value()?),
-            "--max-instance-reuse-count" => {
-                let n: u32 = value()?.parse().context("--max-instance-reuse-count")?;
-                if n == 0 {
-                    bail!("--max-instance-reuse-count must be at least 1");
-                }
-                cli.opts.max_instance_reuse_count = n;
-            }
-            "--quiet-components" => cli.opts.echo_component_output = false,
-            "--config-schema" => cli.config_schema = Some(PathBuf::from(value()?)),
-            "--path" => cli.bench_path = Some(value()?),
-            "-n" => cli.bench_n = value()?.parse().context("-n")?,
-            other => bail!("unknown option {other:?}"),
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the application (like `spin up`).
+    Up {
+        #[command(flatten)]
+        app: AppArgs,
+        /// IP address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
+        listen: SocketAddr,
+    },
+    /// Check the manifest and variables without serving.
+    Check {
+        #[command(flatten)]
+        app: AppArgs,
+        /// Also validate each component's variables with the app's own
+        /// config validation (kit::config), naming every bad one.
+        #[arg(long)]
+        app_config: bool,
+    },
+    /// Time in-process requests to one route (instance cost).
+    BenchInstantiate {
+        #[command(flatten)]
+        app: AppArgs,
+        /// The route to request (GET).
+        #[arg(long)]
+        path: String,
+        /// Requests to time.
+        #[arg(short, default_value_t = 1000)]
+        n: usize,
+    },
+}
+
+#[derive(Args)]
+struct AppArgs {
+    /// The manifest.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Variables as KEY=VALUE or KEY=@FILE; beat SPIN_VARIABLE_<NAME>.
+    #[arg(long = "variable", value_name = "KEY=VALUE")]
+    variables: Vec<String>,
+    /// SQLite statement or @file.sql, run against the default database at start.
+    #[arg(long = "sqlite")]
+    sqlite: Vec<String>,
+    /// State directory (SQLite file, logs); default `.spin` beside the manifest.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Serve only these components (others' routes answer 404).
+    #[arg(short = 'c', long = "component-id", alias = "component")]
+    components: Vec<String>,
+    /// Requests one WASI 0.3 instance serves before it is dropped.
+    #[arg(long, default_value_t = Reuse::default().max_requests)]
+    max_instance_reuse_count: usize,
+    /// Requests one WASI 0.3 instance serves at once.
+    #[arg(long, default_value_t = Reuse::default().max_concurrent)]
+    max_instance_concurrent_reuse_count: usize,
+    /// Time an idle instance is kept for reuse (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    idle_instance_timeout: Duration,
+    /// Request timeout (e.g. 30s, 500ms); none by default, as in Spin.
+    #[arg(long, value_parser = parse_duration)]
+    request_timeout: Option<Duration>,
+    /// Largest linear memory of an instance, in bytes; none by default.
+    #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
+    max_instance_memory: Option<usize>,
+    /// Silence component output on the terminal (it still goes to the log files).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Compile components on every start instead of using wasmtime's cache.
+    #[arg(long, env = "DISABLE_WASMTIME_CACHE")]
+    disable_cache: bool,
+    /// Connections served at once (beyond Spin, which has no cap).
+    #[arg(long, default_value_t = Options::default().max_connections)]
+    max_connections: usize,
+    /// Time a connection may take to send a request head (beyond Spin, which
+    /// has no such timeout).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+}
+
+impl AppArgs {
+    fn options(self) -> Result<Options> {
+        let variables = self
+            .variables
+            .iter()
+            .map(|v| runner::variables::parse_cli_variable(v))
+            .collect::<Result<_>>()?;
+        if self.max_instance_reuse_count == 0 || self.max_instance_concurrent_reuse_count == 0 {
+            return Err(anyhow!("instance reuse counts must be at least 1"));
         }
+        Ok(Options {
+            manifest: self.manifest,
+            state_dir: self.state_dir.unwrap_or_default(),
+            variables,
+            env: None,
+            sqlite_statements: self.sqlite,
+            only_components: (!self.components.is_empty()).then_some(self.components),
+            reuse: Reuse {
+                max_requests: self.max_instance_reuse_count,
+                max_concurrent: self.max_instance_concurrent_reuse_count,
+                idle_timeout: self.idle_instance_timeout,
+                request_timeout: self.request_timeout,
+            },
+            max_instance_memory: self.max_instance_memory,
+            echo_component_output: !self.quiet,
+            cache: !self.disable_cache,
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+        })
     }
-    if !only.is_empty() {
-        cli.opts.only_components = Some(only);
+}
+
+/// Spin's duration syntax: a bare number is seconds; `s`, `ms`, `us`, `ns`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let number = |n: &str| n.parse::<u64>().map_err(|e| format!("invalid duration {s:?}: {e}"));
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
     }
-    Ok(cli)
+    if let Some(n) = s.strip_suffix("ms") {
+        Ok(Duration::from_millis(number(n)?))
+    } else if let Some(n) = s.strip_suffix("us") {
+        Ok(Duration::from_micros(number(n)?))
+    } else if let Some(n) = s.strip_suffix("ns") {
+        Ok(Duration::from_nanos(number(n)?))
+    } else if let Some(n) = s.strip_suffix('s') {
+        Ok(Duration::from_secs(number(n)?))
+    } else {
+        Err(format!("invalid duration {s:?}: use a number with s, ms, us or ns"))
+    }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return if args.is_empty() {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    let cli = match parse(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("runner: {e:#}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runner: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -121,29 +167,29 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match cli.command.as_str() {
-        "check" => {
-            let routes = runner::check_only(&cli.opts)?;
-            if let Some(schema) = &cli.config_schema {
-                runner::check_config_schema(&cli.opts, schema)?;
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Up { app, listen } => up(app.options()?, listen).await,
+        Command::Check { app, app_config } => {
+            let opts = app.options()?;
+            let routes = runner::check_only(&opts)?;
+            if app_config {
+                runner::check_app_config(&opts)?;
             }
-            println!("{}: OK ({} routes)", cli.opts.manifest.display(), routes.len());
+            println!("{}: OK ({} routes)", opts.manifest.display(), routes.len());
             Ok(())
         }
-        "up" => up(cli).await,
-        "bench-instantiate" => bench(cli).await,
-        _ => unreachable!(),
+        Command::BenchInstantiate { app, path, n } => bench(app.options()?, &path, n).await,
     }
 }
 
-async fn up(cli: Cli) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(cli.listen)
+async fn up(opts: Options, listen: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    let app = App::load(cli.opts).await?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let app = App::load(opts).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    println!("Serving {base}");
+    println!("\nServing {base}");
     println!("Available Routes:");
     for (route, component) in app.routes() {
         match route.strip_suffix("/...") {
@@ -151,60 +197,53 @@ async fn up(cli: Cli) -> Result<()> {
             None => println!("  {component}: {base}{route}"),
         }
     }
-    app.serve(listener, shutdown_signal()).await?;
-    println!("runner: stopped");
-    Ok(())
+    app.serve(listener, shutdown_signal()).await
 }
 
+/// SIGINT or SIGTERM: `spin up` then exits at once, and so does the runner.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
         }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    eprintln!("runner: shutting down, draining in-flight requests");
 }
 
-/// Times `handle` (fresh instance + call + collected response) for one route.
-async fn bench(mut cli: Cli) -> Result<()> {
-    let path = cli
-        .bench_path
-        .clone()
-        .ok_or_else(|| anyhow!("bench-instantiate needs --path"))?;
-    cli.opts.echo_component_output = false;
+/// Times `n` sequential in-process GETs of `path`, body read to the end.
+async fn bench(mut opts: Options, path: &str, n: usize) -> Result<()> {
+    opts.echo_component_output = false;
     let start = Instant::now();
-    let app = App::load(cli.opts).await?;
+    let app = App::load(opts).await?;
     println!("load (compile or cache) : {:?}", start.elapsed());
-    let addr: SocketAddr = "127.0.0.1:1".parse()?;
-    let request = || {
-        http::Request::get(format!("http://localhost{path}"))
-            .body(bytes::Bytes::new())
-            .expect("request")
+    let client: SocketAddr = "127.0.0.1:1".parse()?;
+    let once = async || -> Result<u16> {
+        let request = http::Request::get(path)
+            .header("host", "localhost")
+            .body(runner::empty_body())
+            .context("request")?;
+        let response = app.handle(request, http::uri::Scheme::HTTP, client).await?;
+        let status = response.status().as_u16();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| anyhow!("response body: {e}"))?;
+        Ok(status)
     };
-    let first = app.handle(request(), addr).await?;
-    println!("status of {path}: {}", first.status());
+    println!("status of {path}: {}", once().await?);
     for _ in 0..20 {
-        app.handle(request(), addr).await?;
+        once().await?;
     }
-    let mut samples = Vec::with_capacity(cli.bench_n);
+    let mut samples = Vec::with_capacity(n);
     let total = Instant::now();
-    for _ in 0..cli.bench_n {
+    for _ in 0..n {
         let t = Instant::now();
-        app.handle(request(), addr).await?;
+        once().await?;
         samples.push(t.elapsed());
     }
     let total = total.elapsed();

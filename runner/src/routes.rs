@@ -85,10 +85,10 @@ impl RouteMatch {
         } else {
             format!("/{}", self.raw_route)
         };
-        if r.len() > 1 && r.ends_with('/') && !r.ends_with("/.../") {
-            r[..r.len() - 1].to_string()
-        } else {
-            r
+        // One trailing `/` goes, so the root route `/` is "" (as in Spin).
+        match r.strip_suffix('/') {
+            Some(stripped) if !r.ends_with("/.../") => stripped.to_string(),
+            _ => r,
         }
     }
 

@@ -1,100 +1,68 @@
-//! HTTP/1.1 front end on hyper: accept until shutdown, then stop accepting,
-//! ask every connection to finish its in-flight request, and wait for them
-//! up to the drain deadline.
+//! The HTTP loop, as `spin up` runs it: hyper's auto builder (HTTP/1.1 and
+//! h2c) per accepted connection, every request handed to [`App::handle`],
+//! bodies streamed both ways, no `TCP_NODELAY`, and no drain at shutdown.
+//!
+//! Two limits Spin does not have guard the runner's host: at most
+//! `max_connections` connections are served at once (the rest wait in the
+//! listen backlog), and a connection whose request head takes longer than
+//! `header_read_timeout` to arrive is closed.
 
 use crate::app::App;
 use anyhow::Result;
-use bytes::Bytes;
-use http::StatusCode;
-use http_body_util::{BodyExt, Full, Limited};
+use http::uri::Scheme;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use std::net::SocketAddr;
-use tokio::sync::watch;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(app.options().max_connections));
+    // Dropping the set aborts every connection: shutdown is immediate.
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Transient (e.g. too many open files): keep serving.
-                        eprintln!("runner: accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                connections.spawn(connection(app.clone(), stream, peer, stop_rx.clone()));
-                while connections.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            permit = slots.clone().acquire_owned() => permit?,
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                connections.spawn(connection(app.clone(), stream, peer, permit));
+            }
+            Err(e) => {
+                // Transient (e.g. too many open files): keep serving.
+                eprintln!("runner: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+        while connections.try_join_next().is_some() {}
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drain = app.drain_timeout();
-    let all_done = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(drain, all_done).await.is_err() {
-        eprintln!(
-            "runner: {} connection(s) still busy after {}ms; closing them",
-            connections.len(),
-            drain.as_millis()
-        );
-        connections.abort_all();
-    }
-    Ok(())
 }
 
-async fn connection(app: App, stream: tokio::net::TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) {
-    let service = service_fn(move |req: http::Request<Incoming>| {
+async fn connection(app: App, stream: TcpStream, peer: SocketAddr, _slot: OwnedSemaphorePermit) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.options().header_read_timeout);
+    let service = service_fn(move |request: http::Request<Incoming>| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(respond(&app, req, peer).await) }
+        async move {
+            let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::Hyper).boxed_unsync());
+            app.handle(request, Scheme::HTTP, peer).await
+        }
     });
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = async { let _ = stop.wait_for(|s| *s).await; } => {
-            // Finishes the request in flight (if any), then closes.
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-async fn respond(app: &App, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, app.max_request_body_bytes()).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let status = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return status_only(status);
-        }
-    };
-    match app.handle(http::Request::from_parts(parts, body), peer).await {
-        Ok(resp) => resp.map(Full::new),
-        Err(e) => {
-            eprintln!("runner: request failed: {e:#}");
-            status_only(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    }
-}
-
-fn status_only(status: StatusCode) -> http::Response<Full<Bytes>> {
-    let mut r = http::Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = status;
-    r
+    // Spin logs a failed connection (a client gone mid-request) only at
+    // `warn`, below its default filter; so does the runner: not at all.
+    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
 }

@@ -1,6 +1,6 @@
-//! Component stdout/stderr: copied to the runner's own stdout/stderr and
-//! appended to `<state_dir>/logs/<component>_stdout.txt` / `_stderr.txt`,
-//! the files `spin up` writes.
+//! Component stdout/stderr, as `spin up` handles them: appended to
+//! `<state_dir>/logs/<component>_stdout.txt` / `_stderr.txt`, and both
+//! echoed to the host's stderr (unless `--quiet`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -19,9 +19,8 @@ pub enum Which {
 /// One component's output stream, shared by all of its instances.
 #[derive(Clone)]
 pub struct TeeOutput {
-    which: Which,
     file: Option<Arc<Mutex<File>>>,
-    /// Whether to copy to the terminal (tests turn this off to keep output quiet).
+    /// Whether to echo to the host's stderr (tests turn this off).
     echo: bool,
 }
 
@@ -42,16 +41,13 @@ impl TeeOutput {
             }
             None => None,
         };
-        Ok(TeeOutput { which, file, echo })
+        Ok(TeeOutput { file, echo })
     }
 
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         if self.echo {
             // Terminal output is best effort: a closed terminal must not fail the guest.
-            let _ = match self.which {
-                Which::Stdout => io::stdout().lock().write_all(buf),
-                Which::Stderr => io::stderr().lock().write_all(buf),
-            };
+            let _ = io::stderr().lock().write_all(buf);
         }
         if let Some(f) = &self.file {
             f.lock()

@@ -1,9 +1,10 @@
 //! The runner against a real, deliberately misbehaving component
-//! (`runner/tests/guest`): limits, isolation, grants, variables, headers,
-//! draining. No mocks: every request runs the built `.wasm`.
+//! (`runner/tests/guest`), over TCP like any client: instance reuse, limits,
+//! grants, variables, headers, streaming, connections. No mocks: every
+//! request runs the built `.wasm`. Where Spin behaves a given way (reuse
+//! counts, no yielding, no drain), the test pins the runner to it.
 
-use bytes::Bytes;
-use runner::{App, Options};
+use runner::{App, Options, Reuse};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,48 +50,67 @@ fn guest_wasm() -> &'static Path {
 
 /// A scratch directory with a manifest; removed on drop.
 struct Fixture {
-    dir: PathBuf,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new(name: &str, manifest_body: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("runner-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    fn new(manifest_body: &str) -> Fixture {
+        let dir = tempfile::Builder::new().prefix("runner-test-").tempdir().unwrap();
         let manifest = format!(
             "spin_manifest_version = 2\n[application]\nname = \"t\"\n{}",
             manifest_body.replace("GUEST", &guest_wasm().display().to_string())
         );
-        std::fs::write(dir.join("spin.toml"), manifest).unwrap();
+        std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
         Fixture { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
     }
 
     fn options(&self) -> Options {
         Options {
-            manifest: self.dir.join("spin.toml"),
-            state_dir: self.dir.join(".spin"),
+            manifest: self.path().join("spin.toml"),
+            state_dir: self.path().join(".spin"),
             env: Some(HashMap::new()),
             echo_component_output: false,
-            // One compile for the whole test run.
-            cache_dir: Some(target_dir().join("runner-test-cache")),
             ..Options::default()
         }
     }
 }
 
-/// Loads one app at a time: the first load compiles the guest into the shared
-/// cache and the others deserialize it, instead of every test compiling it
-/// in parallel.
+/// Loads one app at a time: the first load compiles the guest into
+/// wasmtime's cache and the others load it from there, instead of every
+/// test compiling it in parallel.
 async fn load(opts: Options) -> anyhow::Result<App> {
     static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = LOADING.lock().await;
     App::load(opts).await
+}
+
+/// An app served on a loopback port until dropped.
+struct Served {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn serve(app: App) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Served {
+        addr,
+        _stop: stop,
+        server,
+    }
+}
+
+async fn load_and_serve(opts: Options) -> Served {
+    serve(load(opts).await.unwrap()).await
 }
 
 const ONE_COMPONENT: &str = r#"
@@ -101,130 +121,133 @@ component = "guest"
 source = "GUEST"
 "#;
 
-fn client() -> SocketAddr {
-    "127.0.0.1:40000".parse().unwrap()
+/// One request on a connection of its own, `Connection: close`: the status
+/// line's code and the body (`Content-Length`-framed or to the close).
+async fn request(addr: SocketAddr, head: &str) -> std::io::Result<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(head.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Ok((status, if chunked { dechunk(body) } else { body.to_string() }))
 }
 
-async fn get(app: &App, path: &str) -> (u16, String) {
-    let req = http::Request::get(format!("http://localhost{path}"))
-        .body(Bytes::new())
-        .unwrap();
-    let resp = app.handle(req, client()).await.unwrap();
-    (
-        resp.status().as_u16(),
-        String::from_utf8_lossy(resp.body()).into_owned(),
-    )
+/// The data of a chunked body (the test guest answers without a length).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+async fn get(served: &Served, path: &str) -> (u16, String) {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    request(served.addr, &head).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trap_is_a_500_and_the_next_request_still_works() {
-    let f = Fixture::new("trap", ONE_COMPONENT);
-    let app = load(f.options()).await.unwrap();
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(f.options()).await;
     assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
-    assert_eq!(get(&app, "/trap").await.0, 500);
+    assert_eq!(get(&app, "/trap").await, (500, String::new()), "Spin's empty 500");
     assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
     assert_eq!(get(&app, "/nope").await.0, 404, "guest's own 404");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_loop_times_out_without_blocking_other_requests() {
-    let f = Fixture::new("timeout", ONE_COMPONENT);
-    let app = load(Options {
-        timeout: Duration::from_millis(500),
+async fn busy_loop_times_out_at_the_request_timeout() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(Options {
+        reuse: Reuse {
+            request_timeout: Some(Duration::from_millis(500)),
+            ..Reuse::default()
+        },
         ..f.options()
     })
-    .await
-    .unwrap();
+    .await;
     let start = Instant::now();
-    let spinning = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/spin").await }
+    let spinning = tokio::spawn(async move {
+        let r = get(&app, "/spin").await;
+        (r, app)
     });
-    // Meanwhile another request is served by its own instance.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
-    let (status, _) = spinning.await.unwrap();
+    let ((status, _), app) = spinning.await.unwrap();
     assert_eq!(status, 500);
-    let took = start.elapsed();
     // A bound only to turn a hang into a failure, not a performance check.
-    assert!(took < Duration::from_secs(20), "timeout took {took:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "timeout took {:?}",
+        start.elapsed()
+    );
     assert_eq!(get(&app, "/ok").await.0, 200);
 }
 
-/// One executor thread: the busy guest must yield it every epoch tick, or the
-/// second request could not be served until the first one timed out.
+/// As in Spin, a running guest keeps its thread until it returns or times
+/// out: on a single-threaded runtime nothing else is served meanwhile.
 #[tokio::test(flavor = "current_thread")]
-async fn a_busy_guest_yields_its_thread_to_other_requests() {
-    let f = Fixture::new("yield", ONE_COMPONENT);
-    let app = load(Options {
-        timeout: Duration::from_secs(5),
+async fn a_busy_guest_keeps_its_thread_as_in_spin() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(Options {
+        reuse: Reuse {
+            request_timeout: Some(Duration::from_millis(800)),
+            ..Reuse::default()
+        },
         ..f.options()
     })
-    .await
-    .unwrap();
-    let spinning = tokio::spawn({
-        let app = app.clone();
-        async move { get(&app, "/spin").await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
-    assert!(!spinning.is_finished(), "the busy guest ended before /ok was served");
-    assert_eq!(spinning.await.unwrap().0, 500, "the busy guest still times out");
-}
-
-/// More long-running guests than CPU lanes: they take turns on the lanes,
-/// short requests are still served meanwhile, and each long one still ends
-/// at its deadline (none is left waiting for a lane forever).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_guests_share_the_cpu_lanes_and_short_requests_pass() {
-    let f = Fixture::new("lanes", ONE_COMPONENT);
-    let app = load(Options {
-        timeout: Duration::from_secs(3),
-        ..f.options()
-    })
-    .await
-    .unwrap();
-    let lanes = std::thread::available_parallelism().map_or(1, usize::from);
-    let spinning: Vec<_> = (0..lanes * 2 + 1)
-        .map(|_| {
-            let app = app.clone();
-            tokio::spawn(async move { get(&app, "/spin").await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for _ in 0..5 {
-        assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
-    }
-    assert!(spinning.iter().all(|s| !s.is_finished()), "a busy guest ended early");
-    for s in spinning {
-        assert_eq!(s.await.unwrap().0, 500, "every busy guest times out");
-    }
-    assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
+    .await;
+    let addr = app.addr;
+    let spin = "GET /spin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let started = Instant::now();
+    let spinning = tokio::spawn(async move { request(addr, spin).await.unwrap() });
+    // On this one thread, the test itself runs again only once the guest
+    // has given the thread back: at its timeout.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let head = "GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(request(addr, head).await.unwrap().0, 200);
+    assert!(spinning.is_finished(), "/ok was served while the busy guest still ran");
+    assert_eq!(spinning.await.unwrap().0, 500);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "the busy guest gave its thread back early"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cap_stops_a_growing_guest() {
-    let f = Fixture::new("memory", ONE_COMPONENT);
-    let app = load(Options {
-        memory_limit_bytes: 32 << 20,
-        timeout: Duration::from_secs(20),
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(Options {
+        max_instance_memory: Some(32 << 20),
         ..f.options()
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(get(&app, "/alloc").await.0, 500);
     assert_eq!(get(&app, "/ok").await, (200, "ok".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instance_reuse_serves_sequential_requests() {
-    let f = Fixture::new("reuse", ONE_COMPONENT);
-    let app = load(Options {
-        max_instance_reuse_count: 2,
+async fn an_instance_serves_up_to_its_reuse_count() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(Options {
+        reuse: Reuse {
+            max_requests: 2,
+            ..Reuse::default()
+        },
         ..f.options()
     })
-    .await
-    .unwrap();
+    .await;
     // Each instance serves two requests, then a fresh one takes over.
     for expected in ["1", "2", "1", "2", "1"] {
         assert_eq!(get(&app, "/count").await, (200, expected.into()));
@@ -234,9 +257,48 @@ async fn instance_reuse_serves_sequential_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_an_instance_serves_128_requests() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(f.options()).await;
+    for n in 1..=128 {
+        assert_eq!(get(&app, "/count").await, (200, n.to_string()));
+    }
+    assert_eq!(
+        get(&app, "/count").await,
+        (200, "1".into()),
+        "the 129th gets a new instance"
+    );
+}
+
+/// Spin's WASI 0.3 default: up to 16 requests in flight in one instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_serves_up_to_16_requests_at_once() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = std::sync::Arc::new(load_and_serve(f.options()).await);
+    let waits: Vec<_> = (0..40)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { get(&app, "/wait?ms=400").await })
+        })
+        .collect();
+    let mut instances = std::collections::HashMap::<String, u32>::new();
+    for w in waits {
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let (id, most) = body.split_once(' ').unwrap();
+        let most: u32 = most.parse().unwrap();
+        let seen = instances.entry(id.to_string()).or_default();
+        *seen = (*seen).max(most);
+    }
+    let most = instances.values().copied().max().unwrap();
+    assert!(most > 1, "no instance served two requests at once: {instances:?}");
+    assert!(most <= 16, "an instance had {most} requests in flight: {instances:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_instances_expire_after_a_second() {
-    let f = Fixture::new("idle", ONE_COMPONENT);
-    let app = load(f.options()).await.unwrap();
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(f.options()).await;
     assert_eq!(get(&app, "/count").await, (200, "1".into()));
     assert_eq!(get(&app, "/count").await, (200, "2".into()), "reused while fresh");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -250,7 +312,6 @@ async fn idle_instances_expire_after_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spin_headers_reach_the_component() {
     let f = Fixture::new(
-        "headers",
         r#"
 [[trigger.http]]
 route = "/headers/..."
@@ -259,30 +320,28 @@ component = "guest"
 source = "GUEST"
 "#,
     );
-    let app = load(f.options()).await.unwrap();
-    let req = http::Request::get("/headers?x=1")
-        .header("host", "example.test:3000")
-        .header("spin-path-info", "forged")
-        .body(Bytes::new())
-        .unwrap();
-    let resp = app.handle(req, client()).await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let body = String::from_utf8_lossy(resp.body()).into_owned();
+    let app = load_and_serve(f.options()).await;
+    let head =
+        "GET /headers?x=1 HTTP/1.1\r\nHost: example.test:3000\r\nspin-path-info: forged\r\nConnection: close\r\n\r\n";
+    let (status, body) = request(app.addr, head).await.unwrap();
+    assert_eq!(status, 200);
     for line in [
-        "spin-full-url: http://example.test:3000/headers?x=1",
-        "spin-path-info: ",
-        "spin-matched-route: /headers/...",
-        "spin-base-path: /",
-        "spin-raw-component-route: /headers/...",
-        "spin-component-route: /headers",
-        "spin-client-addr: 127.0.0.1:40000",
+        "spin-full-url: http://example.test:3000/headers?x=1".to_string(),
+        "spin-path-info: ".into(),
+        "spin-matched-route: /headers/...".into(),
+        "spin-base-path: /".into(),
+        "spin-raw-component-route: /headers/...".into(),
+        "spin-component-route: /headers".into(),
     ] {
         assert!(
             body.lines().any(|l| l.trim_end() == line.trim_end()),
             "missing {line:?} in\n{body}"
         );
     }
-    assert!(!body.contains("forged"), "client-sent spin-* headers are replaced");
+    assert!(body.contains("spin-client-addr: 127.0.0.1:"), "{body}");
+    // As in Spin, Spin's own headers are appended: a client's copy stays.
+    assert!(body.contains("spin-path-info: forged"), "{body}");
+    assert!(!body.contains("connection:"), "Connection is stripped: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +358,7 @@ component = "guest"
 source = "GUEST"
 variables = { message = "{{ greeting }}, {{ target }}", token = "{{ token }}" }
 "#;
-    let f = Fixture::new("vars", body);
+    let f = Fixture::new(body);
 
     // Missing required variables stop startup and are all named.
     let err = load(f.options()).await.err().expect("must fail");
@@ -311,13 +370,12 @@ variables = { message = "{{ greeting }}, {{ target }}", token = "{{ token }}" }
         ("SPIN_VARIABLE_TOKEN".to_string(), "s3cr3t".to_string()),
         ("SPIN_VARIABLE_GREETING".to_string(), "hi".to_string()),
     ]);
-    let app = load(Options {
+    let app = load_and_serve(Options {
         env: Some(env),
         variables: vec![("target".into(), "cli".into())],
         ..f.options()
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(get(&app, "/var?name=message").await, (200, "hi, cli".into()));
     assert_eq!(get(&app, "/var?name=token").await, (200, "s3cr3t".into()));
     // Application variables are not visible unless mapped to the component.
@@ -349,13 +407,18 @@ source = "GUEST"
 "#
         )
     };
-    let f = Fixture::new("grants", &manifest("/db", "/other"));
-    let app = load(Options {
-        sqlite_statements: vec!["CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (42);".into()],
+    let f = Fixture::new(&manifest("/db", "/other"));
+    let file = f.path().join("schema.sql");
+    std::fs::write(&file, "CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (42);").unwrap();
+    let app = load_and_serve(Options {
+        sqlite_statements: vec![
+            format!("@{}", file.display()),
+            // As in Spin, a statement given inline runs alone: the second never runs.
+            "INSERT INTO t VALUES (7); INSERT INTO t VALUES (8);".into(),
+        ],
         ..f.options()
     })
-    .await
-    .unwrap();
+    .await;
     let (status, body) = get(&app, "/db?label=default").await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -366,13 +429,19 @@ source = "GUEST"
     assert_eq!((status, body.as_str()), (403, "Error::AccessDenied"));
 
     // The startup statements ran against <state_dir>/sqlite_db.db.
-    let db = rusqlite::Connection::open(f.dir.join(".spin/sqlite_db.db")).unwrap();
-    let x: i64 = db.query_row("SELECT x FROM t", [], |r| r.get(0)).unwrap();
-    assert_eq!(x, 42);
+    let db = rusqlite::Connection::open(f.path().join(".spin/sqlite_db.db")).unwrap();
+    let xs: Vec<i64> = db
+        .prepare("SELECT x FROM t ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(xs, [42, 7]);
 
     // A component without the grant is denied even the default database.
-    let f = Fixture::new("grants-denied", &manifest("/other", "/db"));
-    let app = load(f.options()).await.unwrap();
+    let f = Fixture::new(&manifest("/other", "/db"));
+    let app = load_and_serve(f.options()).await;
     let (status, body) = get(&app, "/db?label=default").await;
     assert_eq!((status, body.as_str()), (403, "Error::AccessDenied"));
 }
@@ -380,7 +449,6 @@ source = "GUEST"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_selected_components_are_served() {
     let f = Fixture::new(
-        "only",
         r#"
 [[trigger.http]]
 route = "/ok"
@@ -400,16 +468,16 @@ source = "GUEST"
     })
     .await
     .unwrap();
+    assert_eq!(app.routes().len(), 2);
+    let app = serve(app).await;
     assert_eq!(get(&app, "/ok").await.0, 200);
     assert_eq!(get(&app, "/trap").await.0, 404);
     assert_eq!(get(&app, "/elsewhere").await.0, 404);
-    assert_eq!(app.routes().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_manifest_keys_stop_startup() {
     let f = Fixture::new(
-        "unsupported",
         r#"
 [[trigger.http]]
 route = "/..."
@@ -423,40 +491,118 @@ dependencies = { "a:b/c" = "1.0.0" }
     assert!(format!("{err:#}").contains("unknown field `dependencies`"), "{err:#}");
 }
 
-async fn raw_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
+/// The body streams to the guest: a guest that refuses it past 64 KiB
+/// answers while the client is still sending, and the host has not read
+/// (or held) the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_stream_to_the_guest() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(f.options()).await;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let total: usize = 64 << 20;
+    s.write_all(
+        format!("POST /limit?max=65536 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {total}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (mut reader, mut writer) = s.into_split();
+    let chunk = vec![b'x'; 64 << 10];
+    let sender = tokio::spawn(async move {
+        let mut sent = 0usize;
+        while sent < total {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(20), reader.read(&mut answer))
+        .await
+        .expect("the guest answers before the body ends")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    drop(reader);
+    let sent = sender.await.unwrap();
+    assert!(sent < total, "the whole {total}-byte body was taken in");
 }
 
+/// Beyond Spin: a connection whose request head has not arrived within
+/// `header_read_timeout` is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drains_in_flight_requests() {
-    let f = Fixture::new("drain", ONE_COMPONENT);
-    let app = load(f.options()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
-        let _ = stop_rx.await;
-    }));
-    assert!(raw_get(addr, "/ok").await.unwrap().starts_with("HTTP/1.1 200"));
+async fn a_slow_request_head_is_cut_off() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(Options {
+        header_read_timeout: Duration::from_millis(300),
+        ..f.options()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: loc").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was left open");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "answered anyway");
+    assert_eq!(get(&app, "/ok").await.0, 200, "other connections are served");
+}
 
-    let in_flight = tokio::spawn(raw_get(addr, "/sleep?ms=1500"));
-    // Let the request reach the guest before shutdown starts.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    stop_tx.send(()).unwrap();
-    let resp = in_flight.await.unwrap().unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.ends_with("slept 1500"), "{resp}");
-    tokio::time::timeout(Duration::from_secs(20), server)
+/// Beyond Spin: at most `max_connections` connections are served at once;
+/// the next waits until one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_capped() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(Options {
+        max_connections: 2,
+        ..f.options()
+    })
+    .await;
+    let idle_a = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let idle_b = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let head = "GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let third = tokio::spawn(request(app.addr, head));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beside two open ones"
+    );
+    drop(idle_a);
+    let answered = tokio::time::timeout(Duration::from_secs(10), third).await;
+    assert_eq!(answered.expect("served once a slot is free").unwrap().unwrap().0, 200);
+    drop(idle_b);
+}
+
+/// As `spin up` does on SIGINT/SIGTERM: stop at once, no drain; a request in
+/// flight gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_immediate_as_in_spin() {
+    let f = Fixture::new(ONE_COMPONENT);
+    let app = load_and_serve(f.options()).await;
+    assert_eq!(get(&app, "/ok").await.0, 200);
+    let addr = app.addr;
+    let head = "GET /wait?ms=3000 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let in_flight = tokio::spawn(request(addr, head));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Served {
+        _stop: stop, server, ..
+    } = app;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), server)
         .await
-        .expect("server stops after draining")
+        .expect("the server stops at once")
         .unwrap()
         .unwrap();
-    assert!(raw_get(addr, "/ok").await.is_err(), "no longer accepting");
+    let cut = tokio::time::timeout(Duration::from_secs(2), in_flight)
+        .await
+        .expect("cut off")
+        .unwrap();
+    assert!(cut.is_err(), "the in-flight request was answered: {cut:?}");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 /// Needs a PostgreSQL server: set `RUNNER_TEST_PG_URL`
@@ -488,8 +634,8 @@ allowed_outbound_hosts = ["postgres://{{{{ pg_host }}}}"]
         )
     };
     // A host outside allowed_outbound_hosts is refused before connecting.
-    let f = Fixture::new("pg-denied", &manifest("db.example:5432"));
-    let app = load(f.options()).await.unwrap();
+    let f = Fixture::new(&manifest("db.example:5432"));
+    let app = load_and_serve(f.options()).await;
     let (status, body) = get(&app, "/pg").await;
     assert_eq!(status, 502);
     assert!(
@@ -498,8 +644,8 @@ allowed_outbound_hosts = ["postgres://{{{{ pg_host }}}}"]
     );
 
     // An allowed but unreachable server fails fast with connection-failed.
-    let f = Fixture::new("pg-down", &manifest("127.0.0.1:1"));
-    let app = load(f.options()).await.unwrap();
+    let f = Fixture::new(&manifest("127.0.0.1:1"));
+    let app = load_and_serve(f.options()).await;
     let start = Instant::now();
     let (status, body) = get(&app, "/pg").await;
     assert_eq!(status, 502);
@@ -511,13 +657,12 @@ allowed_outbound_hosts = ["postgres://{{{{ pg_host }}}}"]
         return;
     };
     let cfg: url_parts::Parts = url_parts::parse(&url);
-    let f = Fixture::new("pg", &manifest(&format!("{}:{}", cfg.host, cfg.port)));
-    let app = load(Options {
+    let f = Fixture::new(&manifest(&format!("{}:{}", cfg.host, cfg.port)));
+    let app = load_and_serve(Options {
         variables: vec![("pg_url".into(), url.clone())],
         ..f.options()
     })
-    .await
-    .unwrap();
+    .await;
     let (status, body) = get(&app, "/pg").await;
     assert_eq!(status, 200, "{body}");
     for needle in [
@@ -558,14 +703,14 @@ mod url_parts {
     }
 }
 
-/// Concurrent inserts are group-committed by the host's writer, yet each
-/// guest sees exactly what autocommit gives it: its own `changes` and
-/// `last-insert-rowid`, a constraint error for its own statement only, and
-/// its row committed when `execute` returns.
+/// Concurrent inserts, each on its own connection as in Spin (waiting in
+/// SQLite's busy handler for the write lock): each guest sees exactly what
+/// autocommit gives it: its own `changes` and `last-insert-rowid`, a
+/// constraint error for its own statement only, and its row committed when
+/// `execute` returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sqlite_writes_keep_autocommit_semantics() {
     let f = Fixture::new(
-        "writer",
         r#"
 [[trigger.http]]
 route = "/kv"
@@ -575,12 +720,13 @@ source = "GUEST"
 sqlite_databases = ["default"]
 "#,
     );
-    let app = load(Options {
-        sqlite_statements: vec!["CREATE TABLE kv(id INTEGER PRIMARY KEY, k TEXT UNIQUE)".into()],
-        ..f.options()
-    })
-    .await
-    .unwrap();
+    let app = std::sync::Arc::new(
+        load_and_serve(Options {
+            sqlite_statements: vec!["CREATE TABLE kv(id INTEGER PRIMARY KEY, k TEXT UNIQUE)".into()],
+            ..f.options()
+        })
+        .await,
+    );
     // 40 distinct keys and 10 that repeat one of them, all at once.
     let keys: Vec<String> = (0..40)
         .map(|i| format!("k{i}"))
@@ -613,8 +759,9 @@ sqlite_databases = ["default"]
     assert_eq!((ids.len(), conflicts), (40, 10));
 }
 
-/// Pooled connections (as Spin pools them) are reused, and reset first: a
-/// session setting one request made is gone for the next.
+/// Pooled connections (as Spin pools them: deadpool, `RecyclingMethod::Clean`)
+/// are reused, and reset first: a session setting one request made is gone
+/// for the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_are_pooled_and_reset() {
     let Ok(url) = std::env::var("RUNNER_TEST_PG_URL").or_else(|_| std::env::var("TEST_DATABASE_URL")) else {
@@ -634,8 +781,8 @@ allowed_outbound_hosts = ["postgres://{}:{}"]
 "#,
         cfg.host, cfg.port
     );
-    let f = Fixture::new("pg-pool", &manifest);
-    let app = load(f.options()).await.unwrap();
+    let f = Fixture::new(&manifest);
+    let app = load_and_serve(f.options()).await;
     let mut pids = std::collections::HashSet::new();
     let mut reused = false;
     // The connection returns to the pool after its reset, off the request's

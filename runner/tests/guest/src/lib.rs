@@ -5,7 +5,12 @@
 //! - `/spin`: a busy loop that never yields (only epoch interruption stops it)
 //! - `/alloc`: grows memory without bound (the memory cap must stop it)
 //! - `/trap`: panics (a wasm trap)
-//! - `/sleep?ms=N`: blocks N ms, then 200 (for draining)
+//! - `/sleep?ms=N`: blocks N ms (the thread, not a yield), then 200
+//! - `/wait?ms=N`: awaits N ms (the instance may serve others meanwhile),
+//!   then 200 with this instance's id and the most requests it has had in
+//!   flight at once
+//! - `/limit?max=N`: reads the body as it streams in and answers 413 as soon
+//!   as more than N bytes have arrived, else 200 with the byte count
 //! - `/var?name=x`: the component variable `x`, or the error as 404
 //! - `/db?label=x`: opens SQLite database `x`, runs a query, reports the outcome
 //! - `/kv?k=x`: inserts `x` into table `kv` (UNIQUE), then an UPDATE matching
@@ -52,6 +57,14 @@ async fn handle(request: Request) -> impl IntoResponse {
             let ms: u64 = query_param(&query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
             std::thread::sleep(std::time::Duration::from_millis(ms));
             (StatusCode::OK, format!("slept {ms}"))
+        }
+        "/wait" => {
+            let ms: u64 = query_param(&query, "ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+            (StatusCode::OK, wait(ms).await)
+        }
+        "/limit" => {
+            let max: usize = query_param(&query, "max").and_then(|v| v.parse().ok()).unwrap_or(0);
+            limit(request, max).await
         }
         "/var" => {
             let name = query_param(&query, "name").unwrap_or("");
@@ -101,6 +114,46 @@ async fn handle(request: Request) -> impl IntoResponse {
         }
         _ => (StatusCode::NOT_FOUND, "no such test route".to_string()),
     }
+}
+
+/// Awaits `ms`, counting this instance's requests in flight.
+async fn wait(ms: u64) -> String {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    static ID: AtomicU64 = AtomicU64::new(0);
+    static IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
+    static MOST: AtomicU32 = AtomicU32::new(0);
+    if ID.load(Ordering::Relaxed) == 0 {
+        ID.store(
+            spin_sdk::wasip3::random::random::get_random_u64() | 1,
+            Ordering::Relaxed,
+        );
+    }
+    let now = IN_FLIGHT.fetch_add(1, Ordering::Relaxed) + 1;
+    MOST.fetch_max(now, Ordering::Relaxed);
+    spin_sdk::time::sleep(std::time::Duration::from_millis(ms)).await;
+    IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    format!("{} {}", ID.load(Ordering::Relaxed), MOST.load(Ordering::Relaxed))
+}
+
+/// Reads the body frame by frame, giving up past `max` bytes.
+async fn limit(request: Request, max: usize) -> (StatusCode, String) {
+    use http_body_util::BodyExt;
+    let mut body = request.into_body();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    seen += data.len();
+                }
+            }
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e:?}")),
+        }
+        if seen > max {
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("more than {max} bytes"));
+        }
+    }
+    (StatusCode::OK, seen.to_string())
 }
 
 async fn kv(k: &str) -> Result<String, String> {
