@@ -15,7 +15,7 @@ if [ -z "$bindir" ]; then
     echo "PostgreSQL server binaries are missing (apt-get install postgresql)" >&2
     exit 1
   fi
-  echo "SKIPPED the PostgreSQL suite: no server binaries here (apt-get install postgresql)" >&2
+  "$(dirname "$0")/../tools/skipped.sh" "the PostgreSQL suite (no server binaries here: apt-get install postgresql)"
   exit 0
 fi
 data=$(mktemp -d /tmp/orders-api-pg.XXXXXX)

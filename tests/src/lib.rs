@@ -1,35 +1,82 @@
-//! Harness for the component tests: each test loads the real `.wasm` of one
-//! route through the runner, with a fresh state directory (so a fresh
-//! `.spin/sqlite_db.db`), and checks answers against the schemas.
+//! Harness for the component tests: each test serves the real `.wasm` of
+//! its routes on a loopback port, with a fresh state directory (so a fresh
+//! `.spin/sqlite_db.db`), and talks to it over HTTP/1.1 like any client.
+//!
+//! The engine is `TEST_ENGINE`: `runner` (the default: the project's runner,
+//! in this process) or `spin` (real `spin up`, started per harness with
+//! `--state-dir`, `--sqlite` migrations, `--component-id` and the test
+//! variables; `spin` must be on `PATH`). The same tests run on both.
 //!
 //! With `TEST_DATABASE_URL` set (`tests/postgres.sh` does it), every harness
 //! gets a fresh PostgreSQL database instead, and the same tests run against
 //! PostgreSQL through Spin's `spin:postgres` interface.
+//!
+//! Every answer is checked for framing on the way in: `Content-Length` is
+//! present and true, and nothing is chunked.
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository root, where `spin.toml` lives.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A loaded app serving only some components.
+/// What serves the app under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Runner,
+    Spin,
+}
+
+impl Engine {
+    /// `TEST_ENGINE`, `runner` when unset. Anything else is a mistake.
+    pub fn under_test() -> Engine {
+        match std::env::var("TEST_ENGINE").as_deref() {
+            Err(_) | Ok("") | Ok("runner") => Engine::Runner,
+            Ok("spin") => Engine::Spin,
+            Ok(other) => panic!("TEST_ENGINE={other:?}: use runner or spin"),
+        }
+    }
+}
+
+/// An app serving some components on a loopback port.
 pub struct Harness {
-    pub app: runner::App,
-    pub state_dir: PathBuf,
+    pub addr: SocketAddr,
+    pub engine: Engine,
+    server: Server,
+    state: tempfile::TempDir,
+}
+
+enum Server {
+    Runner(Option<tokio::sync::oneshot::Sender<()>>),
+    Spin(Child),
 }
 
 /// How to load the app.
 pub struct Setup<'a> {
     pub components: &'a [&'a str],
     pub variables: &'a [(&'a str, &'a str)],
-    /// Apply `migrations/sqlite/*.sql` at startup, as `make up` does.
+    /// Apply the migrations at startup, as `make up` does.
     pub migrate: bool,
+    /// Variables the harness would set that this test leaves unset.
+    pub omit: &'a [&'a str],
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            components: &[],
+            variables: &[],
+            migrate: true,
+            omit: &[],
+        }
+    }
 }
 
 impl Harness {
@@ -37,58 +84,63 @@ impl Harness {
     pub async fn route(component: &str) -> Harness {
         Harness::load(Setup {
             components: &[component],
-            variables: &[],
-            migrate: true,
+            ..Setup::default()
         })
         .await
     }
 
+    /// Starts the engine under test.
     pub async fn load(setup: Setup<'_>) -> Harness {
-        let state_dir = std::env::temp_dir().join(format!("component-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&state_dir).unwrap();
+        Harness::load_on(Engine::under_test(), setup).await
+    }
+
+    pub async fn load_on(engine: Engine, setup: Setup<'_>) -> Harness {
+        Harness::try_load_on(engine, setup)
+            .await
+            .unwrap_or_else(|e| panic!("the app loads on {engine:?}: {e}"))
+    }
+
+    /// Starts the engine under test; `Err` holds what it said when it
+    /// refused to start.
+    pub async fn try_load(setup: Setup<'_>) -> Result<Harness, String> {
+        Harness::try_load_on(Engine::under_test(), setup).await
+    }
+
+    pub async fn try_load_on(engine: Engine, setup: Setup<'_>) -> Result<Harness, String> {
+        let state = tempfile::Builder::new().prefix("component-test-").tempdir().unwrap();
         let mut variables = vec![("jwt_secret".to_string(), JWT_SECRET.to_string())];
-        let mut statements = Vec::new();
+        let mut sqlite = Vec::new();
         if let Some(admin_url) = postgres_admin_url() {
             let url = fresh_postgres_database(&admin_url, setup.migrate).await;
             variables.push(("db_host".into(), host_port(&url)));
             variables.push(("database_url".into(), url));
         } else if setup.migrate {
-            let mut files: Vec<_> = std::fs::read_dir(root().join("migrations/sqlite"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
+            sqlite = migration_files("sqlite")
+                .iter()
+                .map(|f| format!("@{}", f.display()))
                 .collect();
-            files.sort();
-            for file in files {
-                // As `make up` passes them: `--sqlite @file`.
-                statements.push(format!("@{}", file.display()));
-            }
         }
         variables.extend(setup.variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let options = runner::Options {
-            manifest: root().join("spin.toml"),
-            state_dir: state_dir.clone(),
-            variables,
-            env: Some(Default::default()),
-            sqlite_statements: statements,
-            only_components: Some(setup.components.iter().map(|c| c.to_string()).collect()),
-            timeout: Duration::from_secs(30),
-            // Compile each component once for the whole suite, not per test.
-            cache_dir: Some(root().join("target/component-test-cache")),
-            ..Default::default()
-        };
-        let app = runner::App::load(options).await.expect("the app loads");
-        Harness { app, state_dir }
+        variables.retain(|(k, _)| !setup.omit.contains(&k.as_str()));
+        let components: Vec<String> = setup.components.iter().map(|c| c.to_string()).collect();
+        match engine {
+            Engine::Runner => start_runner(state, variables, sqlite, components).await,
+            Engine::Spin => start_spin(state, variables, sqlite, components).await,
+        }
     }
 
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Sends one request on a connection of its own.
     pub async fn send(&self, request: Request<Bytes>) -> Reply {
-        let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let response = self.app.handle(request, client).await.expect("the runner answers");
-        let (head, body) = response.into_parts();
-        Reply {
-            status: head.status,
-            headers: head.headers,
-            body,
-        }
+        self.connect().await.send(request).await
+    }
+
+    /// A keep-alive connection for several requests.
+    pub async fn connect(&self) -> Connection {
+        Connection::open(self.addr).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -130,8 +182,342 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        match &mut self.server {
+            Server::Runner(stop) => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+            }
+            Server::Spin(child) => kill_group(child),
+        }
     }
+}
+
+/// The runner, in this process, serving on an ephemeral port.
+async fn start_runner(
+    state: tempfile::TempDir,
+    variables: Vec<(String, String)>,
+    sqlite_statements: Vec<String>,
+    components: Vec<String>,
+) -> Result<Harness, String> {
+    let options = runner::Options {
+        manifest: root().join("spin.toml"),
+        state_dir: state.path().to_path_buf(),
+        variables,
+        env: Some(Default::default()),
+        sqlite_statements,
+        only_components: Some(components),
+        echo_component_output: false,
+        ..Default::default()
+    };
+    let app = runner::App::load(options).await.map_err(|e| format!("{e:#}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Harness {
+        addr,
+        engine: Engine::Runner,
+        server: Server::Runner(Some(stop)),
+        state,
+    })
+}
+
+/// Real `spin up`, in a process group of its own (it starts a trigger
+/// child), on a free port; ready once its health route answers.
+async fn start_spin(
+    state: tempfile::TempDir,
+    variables: Vec<(String, String)>,
+    sqlite_statements: Vec<String>,
+    components: Vec<String>,
+) -> Result<Harness, String> {
+    // A port picked by the kernel can be taken before spin binds it; then
+    // spin says so and the harness tries another.
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = Command::new("spin");
+        command
+            .arg("up")
+            .arg("--from")
+            .arg(root().join("spin.toml"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--state-dir")
+            .arg(state.path())
+            .current_dir(state.path());
+        for component in &components {
+            command.arg("--component-id").arg(component);
+        }
+        for statement in &sqlite_statements {
+            command.arg("--sqlite").arg(statement);
+        }
+        for (name, value) in &variables {
+            command.arg("--variable").arg(format!("{name}={value}"));
+        }
+        // Only the test's variables: none from the environment.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SPIN_VARIABLE_") {
+                command.env_remove(name);
+            }
+        }
+        let output = state.path().join("spin-output.txt");
+        let log = std::fs::File::create(&output).unwrap();
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start `spin` (is it on PATH?): {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let said = std::fs::read_to_string(&output).unwrap_or_default();
+                if said.contains("already in use") {
+                    break;
+                }
+                return Err(format!("spin up exited ({status}):\n{said}"));
+            }
+            if health(addr).await {
+                return Ok(Harness {
+                    addr,
+                    engine: Engine::Spin,
+                    server: Server::Spin(child),
+                    state,
+                });
+            }
+            if Instant::now() > deadline {
+                kill_group(&mut child);
+                let said = std::fs::read_to_string(&output).unwrap_or_default();
+                return Err(format!("spin up did not answer within 300 s:\n{said}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Err("spin up found no free port in 5 tries".into())
+}
+
+async fn health(addr: SocketAddr) -> bool {
+    let Ok(mut connection) = tokio::time::timeout(Duration::from_secs(1), Connection::try_open(addr)).await else {
+        return false;
+    };
+    let Ok(connection) = connection.as_mut() else {
+        return false;
+    };
+    let request = Request::get("/.well-known/spin/health").body(Bytes::new()).unwrap();
+    matches!(connection.try_send(request).await, Ok(r) if r.status == StatusCode::OK)
+}
+
+fn kill_group(child: &mut Child) {
+    let pid = child.id() as i32;
+    // SAFETY: signals the process group this harness created for the child.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
+/// One HTTP/1.1 connection to the app, spoken by hand so that the test sees
+/// the framing exactly as the server sent it, and so that an answer that
+/// comes before the request body is all sent (a `413` decided from
+/// `Content-Length`) is still read.
+pub struct Connection {
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    /// Bytes read past the previous answer.
+    buffer: Vec<u8>,
+    /// The previous request's body was not all sent: the server will close.
+    spent: bool,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Connection {
+        Connection::try_open(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    async fn try_open(addr: SocketAddr) -> Result<Connection, String> {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        Ok(Connection {
+            stream,
+            addr,
+            buffer: Vec::new(),
+            spent: false,
+        })
+    }
+
+    /// Sends `request` (a path and query, headers, body), adding `Host` and
+    /// `Content-Length`, and reads the whole answer, checking its framing.
+    pub async fn send(&mut self, request: Request<Bytes>) -> Reply {
+        let method = request.method().clone();
+        let reply = self
+            .try_send(request)
+            .await
+            .unwrap_or_else(|e| panic!("request to {}: {e}", self.addr));
+        reply.assert_framed(&method);
+        reply
+    }
+
+    async fn try_send(&mut self, request: Request<Bytes>) -> Result<Reply, String> {
+        use tokio::io::AsyncWriteExt;
+        if self.spent {
+            return Err("the connection was closed after an early answer".into());
+        }
+        let (head, body) = request.into_parts();
+        let mut text = format!(
+            "{} {} HTTP/1.1\r\n",
+            head.method,
+            head.uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        if !head.headers.contains_key(http::header::HOST) {
+            text.push_str(&format!("host: {}\r\n", self.addr));
+        }
+        let has_length = head.headers.contains_key(http::header::CONTENT_LENGTH)
+            || head.headers.contains_key(http::header::TRANSFER_ENCODING);
+        if !has_length && (!body.is_empty() || matches!(head.method, Method::POST | Method::PUT | Method::PATCH)) {
+            text.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        for (name, value) in &head.headers {
+            text.push_str(&format!("{name}: {}\r\n", value.to_str().map_err(|e| e.to_string())?));
+        }
+        text.push_str("\r\n");
+        let is_head = head.method == Method::HEAD;
+        let (mut reader, mut writer) = self.stream.split();
+        let write = async {
+            writer.write_all(text.as_bytes()).await?;
+            for chunk in body.chunks(64 * 1024) {
+                writer.write_all(chunk).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        let read = read_answer(&mut reader, &mut self.buffer, is_head);
+        tokio::pin!(write, read);
+        let mut written = None;
+        let answer = loop {
+            tokio::select! {
+                result = &mut write, if written.is_none() => written = Some(result),
+                answer = &mut read => break answer,
+            }
+        };
+        match (answer, written) {
+            (Ok(reply), Some(Ok(()))) => Ok(reply),
+            (Ok(reply), _) => {
+                // Answered before the body was all sent (or while sending it
+                // failed): the server will not read the rest.
+                self.spent = true;
+                Ok(reply)
+            }
+            (Err(e), Some(Err(w))) => Err(format!("{e} (while sending: {w})")),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
+/// Reads one answer: the head, then a body framed by `Content-Length`; a
+/// chunked body is read too (and then fails [`Reply::assert_framed`]).
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+    is_head: bool,
+) -> Result<Reply, String> {
+    use tokio::io::AsyncReadExt;
+    async fn fill<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, buffer: &mut Vec<u8>) -> Result<bool, String> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        buffer.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    }
+    let end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        if !fill(reader, buffer).await? {
+            return Err(format!("connection closed before an answer ({} bytes)", buffer.len()));
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    buffer.drain(..end + 4);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let code: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| e.to_string())?,
+            value
+                .trim()
+                .parse()
+                .map_err(|e: http::header::InvalidHeaderValue| e.to_string())?,
+        );
+    }
+    let status = StatusCode::from_u16(code).map_err(|e| e.to_string())?;
+    let chunked = headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("chunked"));
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let body = if is_head || status.is_informational() || status == 204 || status == 304 {
+        Vec::new()
+    } else if chunked {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(at) = buffer.windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                if !fill(reader, buffer).await? {
+                    return Err("connection closed inside a chunked body".into());
+                }
+            };
+            let size = usize::from_str_radix(String::from_utf8_lossy(&buffer[..line_end]).trim(), 16)
+                .map_err(|e| e.to_string())?;
+            buffer.drain(..line_end + 2);
+            while buffer.len() < size + 2 {
+                if !fill(reader, buffer).await? {
+                    return Err("connection closed inside a chunk".into());
+                }
+            }
+            body.extend_from_slice(&buffer[..size]);
+            buffer.drain(..size + 2);
+            if size == 0 {
+                break body;
+            }
+        }
+    } else if let Some(length) = length {
+        while buffer.len() < length {
+            if !fill(reader, buffer).await? {
+                return Err(format!(
+                    "connection closed after {} of {length} body bytes",
+                    buffer.len()
+                ));
+            }
+        }
+        buffer.drain(..length).collect()
+    } else {
+        while fill(reader, buffer).await? {}
+        std::mem::take(buffer)
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body: Bytes::from(body),
+    })
 }
 
 /// A full answer.
@@ -143,6 +529,29 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// `Content-Length` present (the body's length, or for `HEAD` the length
+    /// `GET` would send) and no `Transfer-Encoding`: chunked answers stall
+    /// keep-alive clients under Spin (see `shared/conventions.md`).
+    fn assert_framed(&self, method: &Method) {
+        assert!(
+            !self.headers.contains_key(http::header::TRANSFER_ENCODING),
+            "{} answer is chunked: {:?}",
+            self.status,
+            self.headers
+        );
+        let length = self
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .unwrap_or_else(|| panic!("{} answer has no Content-Length: {:?}", self.status, self.headers))
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap();
+        if method != Method::HEAD {
+            assert_eq!(length, self.body.len(), "Content-Length disagrees with the body");
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -233,6 +642,17 @@ pub fn postgres_admin_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
 
+/// `migrations/<backend>/*.sql`, in order.
+pub fn migration_files(backend: &str) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("migrations").join(backend))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// `host:port` of a `postgres://` URL, for `allowed_outbound_hosts`.
 fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -253,12 +673,7 @@ async fn fresh_postgres_database(admin_url: &str, migrate: bool) -> String {
     if migrate {
         let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(connection);
-        let mut files: Vec<_> = std::fs::read_dir(root().join("migrations/postgres"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for file in files {
+        for file in migration_files("postgres") {
             db.batch_execute(&std::fs::read_to_string(file).unwrap()).await.unwrap();
         }
     }

@@ -10,6 +10,7 @@ async fn harness() -> Harness {
         components: &["orders-create", "orders-get"],
         variables: &[],
         migrate: true,
+        omit: &[],
     })
     .await
 }
@@ -119,6 +120,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         components: &["orders-create"],
         variables: &[("jwt_issuer", "https://id.example"), ("jwt_audience", "orders")],
         migrate: true,
+        omit: &[],
     })
     .await;
     let with = |claims: serde_json::Value| format!("Bearer {}", sign(&claims, JWT_SECRET));
@@ -165,17 +167,15 @@ async fn the_token_subject_owns_the_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_secret_is_refused_at_load() {
-    let state = std::env::temp_dir().join(format!("component-test-{}", uuid::Uuid::new_v4()));
-    let options = runner::Options {
-        manifest: root().join("spin.toml"),
-        state_dir: state.clone(),
-        env: Some(Default::default()),
-        only_components: Some(vec!["orders-create".into()]),
-        ..Default::default()
-    };
-    let error = runner::App::load(options).await.err().expect("jwt_secret is required");
-    assert!(format!("{error:#}").contains("jwt_secret"), "{error:#}");
-    let _ = std::fs::remove_dir_all(state);
+    let refused = Harness::try_load(Setup {
+        components: &["orders-create"],
+        omit: &["jwt_secret"],
+        ..Setup::default()
+    })
+    .await
+    .err()
+    .expect("jwt_secret is required");
+    assert!(refused.contains("jwt_secret"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -184,6 +184,7 @@ async fn a_short_secret_is_a_500_naming_it() {
         components: &["orders-create"],
         variables: &[("jwt_secret", "short")],
         migrate: true,
+        omit: &[],
     })
     .await;
     let r = h.send(post(Some(&bearer(USER)), None, &order_body(USER))).await;

@@ -13,6 +13,7 @@ async fn parallel_creates_all_read_back() {
             components: &["orders-create", "orders-get"],
             variables: &[],
             migrate: true,
+            omit: &[],
         })
         .await,
     );

@@ -15,6 +15,7 @@ async fn names_the_failing_check_when_the_schema_is_missing() {
         components: &["healthz"],
         variables: &[],
         migrate: false,
+        omit: &[],
     })
     .await;
     let body = h.get("/healthz").await.assert_json(503, "health.response.json");

@@ -199,6 +199,7 @@ async fn a_bad_config_is_a_500_naming_the_variable_never_its_value() {
         components: &["orders-create"],
         variables: &[("database_url", "mysql://root:hunter2@db/orders")],
         migrate: true,
+        omit: &[],
     })
     .await;
     let r = h.post_as_user("/orders", order_body(USER)).await;

@@ -10,6 +10,7 @@ async fn harness() -> Harness {
         components: &["orders-create", "orders-get"],
         variables: &[],
         migrate: true,
+        omit: &[],
     })
     .await
 }
