@@ -16,6 +16,8 @@ RUNNER := target/release/runner
 NATIVE := --release -p kit -p runner -p component-tests -p imaging-bench --features kit/imaging
 SQLITE_MIGRATIONS := $(foreach f,$(sort $(wildcard migrations/sqlite/*.sql)),--sqlite @$(f))
 SPIN := $(shell command -v spin 2>/dev/null)
+# The HTTP-level component suite (tests/tests/*.rs), run again on real Spin.
+COMPONENT_TESTS := $(foreach t,$(sort $(basename $(notdir $(wildcard tests/tests/*.rs)))),--test $(t))
 
 # The development-only token secret `make up` creates when none is given.
 DEV_SECRET := .spin/jwt_secret
@@ -23,7 +25,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components runner test test-postgres bench bench-postgres bench-tools up check-config dev-secret migrate token fmt lint clean
+.PHONY: prereqs build components runner test test-spin test-postgres bench bench-postgres bench-tools up check-config dev-secret migrate token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -38,18 +40,41 @@ components: prereqs
 runner:
 	cargo build $(NATIVE)
 
-## test: native unit tests, every component through the runner on SQLite,
-## then the component suite again on a throwaway PostgreSQL server
+## test: native unit tests, the runner's own tests, and the component suite
+## over HTTP on the runner and on real `spin up` (when `spin` is on PATH),
+## first on SQLite, then on a throwaway PostgreSQL server
 test: components
 	@tools/prereqs.sh postgres
+	@rm -f target/skipped-suites.txt
 	cargo build --profile component $(WASM) $(addprefix -p ,$(TEST_GUESTS))
 	cargo test $(NATIVE)
+	$(MAKE) --no-print-directory test-spin
 	$(MAKE) --no-print-directory test-postgres
+	@if [ -s target/skipped-suites.txt ]; then \
+	  echo "make test: passed, but $$(wc -l < target/skipped-suites.txt) suite(s) did not run:"; \
+	  sed 's/^/  /' target/skipped-suites.txt; fi
+
+## test-spin: the component suite on real `spin up` (SQLite), and the check
+## that the runner answers every request of a corpus as Spin does
+test-spin: components
+ifneq ($(SPIN),)
+	@echo "Spin pass: $$(spin --version)"
+	TEST_ENGINE=spin cargo test $(NATIVE) --no-fail-fast $(COMPONENT_TESTS) -- --include-ignored --skip outage_gives_503
+else
+	@tools/skipped.sh "the Spin pass of the component suite (no spin on PATH)"
+endif
 
 # The same tests with a server: the component suite and the runner's
-# PostgreSQL tests switch to it (the rest just runs again, without rebuilding).
+# PostgreSQL tests switch to it (the rest just runs again, without
+# rebuilding), then the component suite on real Spin.
 test-postgres: components
-	tests/postgres.sh cargo test $(NATIVE)
+ifneq ($(SPIN),)
+	tests/postgres.sh sh -c 'cargo test $(NATIVE) --no-fail-fast -- --include-ignored && \
+	  TEST_ENGINE=spin cargo test $(NATIVE) --no-fail-fast $(COMPONENT_TESTS) -- --include-ignored'
+else
+	tests/postgres.sh cargo test $(NATIVE) --no-fail-fast -- --include-ignored --skip runner_and_spin_answer_alike
+	@tools/skipped.sh "the Spin pass of the component suite on PostgreSQL (no spin on PATH)"
+endif
 
 ## bench: every route under load on loopback (wrk), beside a no-op component and
 ## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s
