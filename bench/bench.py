@@ -150,6 +150,87 @@ def peak_rss_mib(pid):
     return kib / 1024
 
 
+def rss_mib(pid):
+    """VmRSS summed over the process tree, in MiB (now, not the peak)."""
+    kib = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
+            kib += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return kib / 1024
+
+
+def uploads(port, pid, headers, clients=32, size=60 << 20):
+    """`clients` connections each start a `size`-byte POST /orders at once,
+    streaming it and reading the answer as it comes (a route refuses past
+    64 KiB). Returns the statuses, the bytes sent in all, and how much the
+    server's RSS grew above where it started, sampled every 10 ms."""
+    import threading
+    base = rss_mib(pid)
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib(pid))
+            time.sleep(0.01)
+
+    statuses, sent = [], [0]
+    lock = threading.Lock()
+
+    def client():
+        chunk = bytes(64 << 10)
+        total = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            head = (f"POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n"
+                    + "".join(f"{h}\r\n" for h in headers) + "\r\n")
+            s.sendall(head.encode())
+            s.setblocking(False)
+            answer = b""
+            while total < size and b"\r\n" not in answer:
+                try:
+                    answer += s.recv(4096)
+                    if not answer:
+                        break
+                    continue
+                except BlockingIOError:
+                    pass
+                try:
+                    total += s.send(chunk)
+                except (BlockingIOError, InterruptedError):
+                    time.sleep(0.001)
+                except OSError:
+                    break
+            s.setblocking(True)
+            try:
+                answer += s.recv(4096)
+            except OSError:
+                pass
+        status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "no answer"
+        with lock:
+            statuses.append(status)
+            sent[0] += total
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    time.sleep(0.2)
+    done.set()
+    sampler.join()
+    counts = {}
+    for st in statuses:
+        counts[st] = counts.get(st, 0) + 1
+    return {"clients": clients, "declared_mib_each": size >> 20, "statuses": counts,
+            "sent_mib": sent[0] / (1 << 20), "rss_before_mib": base, "rss_growth_mib": peak[0] - base}
+
+
 def machine_cpu():
     """(busy, total) seconds of all CPUs, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -192,7 +273,7 @@ class Server:
             return ["spin", "up", "--from", self.manifest, "--listen", self.base,
                     "--state-dir", self.state_dir, "--quiet"] + migrations
         return [RUNNER, "up", "--from", self.manifest, "--listen", self.base,
-                "--state-dir", self.state_dir, "--quiet-components"] + migrations
+                "--state-dir", self.state_dir, "--quiet"] + migrations
 
     def start(self, ready_path, label):
         """Starts the process; returns seconds from spawn to the first 200."""
@@ -462,6 +543,9 @@ def main():
 
     # 2. The app: cold start without, then with, the compiled-component cache.
     state = os.path.join(RUN, "state-app")
+    # Both engines keep compiled components in wasmtime's cache, under
+    # $XDG_CACHE_HOME/wasmtime: an empty one makes the first start a cold one.
+    env = dict(env, XDG_CACHE_HOME=os.path.join(RUN, "xdg-cache"))
     server = Server("app", os.path.join(ROOT, "spin.toml"), state, not DATABASE_URL, env)
     say("bench: starting the app (first start compiles every component) ...")
     cold_compile = server.start("/healthz", "first-start")
@@ -571,10 +655,19 @@ def main():
     else:
         bench.skip("isolation", "GET /orders/:id while resizing", "not built: no images-resize component")
 
+    # 6. Uploads: 32 clients each start a 60 MiB body to a route that takes
+    # 64 KiB; the host must not hold what the route refuses.
+    say("bench: 32 clients each starting a 60 MiB POST /orders ...")
+    upload = uploads(server.port, server.proc.pid, ["Content-Type: application/json", auth])
+    say(f"     statuses {upload['statuses']}, {upload['sent_mib']:.0f} MiB sent in all, "
+        f"RSS +{upload['rss_growth_mib']:.0f} MiB")
+    if set(upload["statuses"]) != {"413"}:
+        bench.failures.append(f"uploads: expected 413 for every client, got {upload['statuses']}")
+
     app_rss = server.peak_rss_mib()
     server.stop()
 
-    # 6. Per-request instantiation, per component (the runner can time it in-process).
+    # 7. Per-request instantiation, per component (the runner can time it in-process).
     inst = None
     if ENGINE == "runner":
         say(f"bench: per-request instantiation (runner bench-instantiate, n={INSTANTIATE_N}) ...")
@@ -583,7 +676,7 @@ def main():
         inst.update(instantiation(os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env,
                                   [("noop", "/noop")]))
 
-    # 7. Report.
+    # 8. Report.
     results = {
         "engine": ENGINE, "orders_backend": BACKEND, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
         "resize_connections_in_isolation": RESIZE_CONNECTIONS, "cpus": os.cpu_count(),
@@ -594,6 +687,7 @@ def main():
         "cold_start_s": {"first_start_empty_cache": cold_compile, "restart": cold},
         "instantiation": inst, "wasm_bytes": wasm,
         "peak_rss_mib": {"app": app_rss, "app_first_start_compiling": compile_rss, "noop": noop_rss},
+        "uploads": upload,
         "c1_vs_noop_us": {"healthz_p50_minus_noop_p50": 1000 * (healthz_c1["p50_ms"] - noop_c1["p50_ms"])},
         "node_js": {"post_orders_rps": 7000, "post_orders_p99_ms": 7.5, "get_order_rps": 6800,
                     "resize_img_per_s": 104, "isolation_get_p99_ratio": 4.4, "first_response_s": 0.5,
@@ -673,14 +767,16 @@ def print_table(results, base):
             f"{iso['get_loaded_p99_ms']:.2f} ms while resizing: x{iso['p99_ratio']:.1f} "
             f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   Node.js: x4.4")
     cs = results["cold_start_s"]
-    first = ("the first start (empty cache: compiles every component)" if ENGINE == "runner"
-             else "the first start (spin's own wasmtime cache may already hold them)")
+    first = "the first start (empty wasmtime cache: compiles every component)"
     say(f"cold start (process start to first 200 on /healthz): {cs['restart']:.3f} s with compiled "
         f"components cached, {cs['first_start_empty_cache']:.2f} s on {first}   Node.js: 0.5 s")
     rss = results["peak_rss_mib"]
     say(f"peak RSS (VmHWM) of the {ENGINE}: {rss['app']:.0f} MiB serving the app "
         f"({rss['app_first_start_compiling']:.0f} MiB on the compiling first start), "
         f"{rss['noop']:.0f} MiB serving the no-op   Node.js: 220-370 MB")
+    up = results["uploads"]
+    say(f"uploads: {up['clients']} clients x {up['declared_mib_each']} MiB to POST /orders: {up['statuses']}, "
+        f"{up['sent_mib']:.0f} MiB sent before the answers (socket buffers included), server RSS +{up['rss_growth_mib']:.0f} MiB")
     say(f"GET /healthz at c=1: p50 {results['c1_vs_noop_us']['healthz_p50_minus_noop_p50']:+.0f} us over the no-op's")
     if results["instantiation"]:
         say("per-request instance cost, in-process p50: a fresh instance (what every request gets) minus a reused "
