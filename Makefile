@@ -14,7 +14,6 @@ RUNNER := target/release/runner
 # one feature set and compiles wasmtime once for the runner, the tests and the
 # tools (a narrower `-p runner` would unify differently and rebuild it all).
 NATIVE := --release -p kit -p runner -p component-tests -p imaging-bench --features kit/imaging
-SQLITE_MIGRATIONS := $(foreach f,$(sort $(wildcard migrations/sqlite/*.sql)),--sqlite @$(f))
 SPIN := $(shell command -v spin 2>/dev/null)
 # The HTTP-level component suite (tests/tests/*.rs), run again on real Spin.
 COMPONENT_TESTS := $(foreach t,$(sort $(basename $(notdir $(wildcard tests/tests/*.rs)))),--test $(t))
@@ -25,7 +24,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components runner test test-spin test-postgres bench bench-postgres bench-tools up check-config dev-secret migrate token fmt lint clean
+.PHONY: prereqs build components runner test test-spin test-postgres bench bench-postgres bench-tools up check-config dev-secret token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -92,7 +91,7 @@ bench-tools:
 
 ## check-config: refuse a bad config before serving, naming every bad variable
 check-config: runner dev-secret
-	$(WITH_SECRET) $(RUNNER) check --from spin.toml --config-schema schemas/config.json $(VARIABLES)
+	$(WITH_SECRET) $(RUNNER) check --from spin.toml --app-config $(VARIABLES)
 
 ## dev-secret: a development-only jwt_secret in .spin/ when none is given
 dev-secret:
@@ -100,20 +99,13 @@ dev-secret:
 	  mkdir -p .spin; (umask 077; head -c 48 /dev/urandom | base64 -w0 > $(DEV_SECRET)); \
 	  echo "Created a development-only jwt_secret in $(DEV_SECRET) (never use it in production)"; fi
 
-## migrate: apply the migrations of the configured database (idempotent)
-migrate:
-ifneq ($(SPIN_VARIABLE_DATABASE_URL),)
-	for f in $(sort $(wildcard migrations/postgres/*.sql)); do psql "$$SPIN_VARIABLE_DATABASE_URL" -v ON_ERROR_STOP=1 -q -f $$f; done
-else
-	@echo "SQLite: the migrations run at startup (--sqlite @migrations/sqlite/...)"
-endif
-
-## up: build, check the config, migrate, serve on $(LISTEN) (spin when installed)
-up: build check-config migrate
+## up: build, check the config, serve on $(LISTEN) (spin when installed); the
+## app migrates its database itself on first use
+up: build check-config
 ifneq ($(SPIN),)
-	$(WITH_SECRET) spin up --from spin.toml --listen $(LISTEN) $(SQLITE_MIGRATIONS) $(VARIABLES)
+	$(WITH_SECRET) spin up --from spin.toml --listen $(LISTEN) $(VARIABLES)
 else
-	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(SQLITE_MIGRATIONS) $(VARIABLES)
+	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(VARIABLES)
 endif
 
 ## token: a bearer token for USER=<uuid>, signed with the local secret

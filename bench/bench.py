@@ -15,8 +15,8 @@ Environment (all optional):
   BENCH_CONNECTIONS=32 connections of the load scenarios
   BENCH_RESIZE_CONNECTIONS=8  connections of the background resize load
                        in the isolation scenario
-  BENCH_DATABASE_URL   serve the orders from this PostgreSQL database (its
-                       migrations are applied with psql) instead of SQLite;
+  BENCH_DATABASE_URL   serve the orders from this PostgreSQL database (emptied
+                       first; the app migrates it) instead of SQLite;
                        `make bench-postgres` starts a throwaway server for it
 
 Standard library only; `make bench` builds what it needs first.
@@ -253,9 +253,8 @@ SERVERS = []  # stopped at exit, whatever happens
 class Server:
     """One runtime process serving a manifest on a loopback port."""
 
-    def __init__(self, name, manifest, state_dir, sqlite, env):
+    def __init__(self, name, manifest, state_dir, env):
         self.name, self.manifest, self.state_dir, self.env = name, manifest, state_dir, env
-        self.sqlite = sqlite
         self.port = free_port()
         self.base = f"127.0.0.1:{self.port}"
         self.proc = None
@@ -263,17 +262,10 @@ class Server:
         SERVERS.append(self)
 
     def command(self):
-        migrations = []
-        if self.sqlite:
-            d = os.path.join(ROOT, "migrations", "sqlite")
-            for f in sorted(os.listdir(d)):
-                if f.endswith(".sql"):
-                    migrations += ["--sqlite", "@" + os.path.join(d, f)]
-        if ENGINE == "spin":
-            return ["spin", "up", "--from", self.manifest, "--listen", self.base,
-                    "--state-dir", self.state_dir, "--quiet"] + migrations
-        return [RUNNER, "up", "--from", self.manifest, "--listen", self.base,
-                "--state-dir", self.state_dir, "--quiet"] + migrations
+        # No migration flags: the app migrates its database on first use.
+        engine = ["spin"] if ENGINE == "spin" else [RUNNER]
+        return engine + ["up", "--from", self.manifest, "--listen", self.base,
+                         "--state-dir", self.state_dir, "--quiet"]
 
     def start(self, ready_path, label):
         """Starts the process; returns seconds from spawn to the first 200."""
@@ -526,13 +518,13 @@ def main():
     env = dict(os.environ, SPIN_VARIABLE_JWT_SECRET=secrets.token_urlsafe(48))
     if DATABASE_URL:
         env.update(SPIN_VARIABLE_DATABASE_URL=DATABASE_URL, SPIN_VARIABLE_DB_HOST=db_host(DATABASE_URL))
-        migrate_postgres(DATABASE_URL)
+        reset_postgres(DATABASE_URL)
     bench = Bench()
     say(f"bench: engine={ENGINE}, orders in {BACKEND}, {SECONDS} s per scenario, c={CONNECTIONS}, "
         f"{os.cpu_count()} CPUs{', SMOKE' if SMOKE else ''}; logs in bench/results/run/")
 
     # 1. The runtime's own ceiling: its built-in health route, and a no-op component.
-    noop = Server("noop", os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), False, env)
+    noop = Server("noop", os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env)
     noop.start("/noop", "start")
     bench.scenario("runtime", "GET /.well-known/spin/health (runtime, no component)", noop,
                    "/.well-known/spin/health", {200})
@@ -546,7 +538,7 @@ def main():
     # Both engines keep compiled components in wasmtime's cache, under
     # $XDG_CACHE_HOME/wasmtime: an empty one makes the first start a cold one.
     env = dict(env, XDG_CACHE_HOME=os.path.join(RUN, "xdg-cache"))
-    server = Server("app", os.path.join(ROOT, "spin.toml"), state, not DATABASE_URL, env)
+    server = Server("app", os.path.join(ROOT, "spin.toml"), state, env)
     say("bench: starting the app (first start compiles every component) ...")
     cold_compile = server.start("/healthz", "first-start")
     compile_rss = server.peak_rss_mib()
@@ -717,14 +709,12 @@ def db_host(url):
     return f"{u.hostname}:{u.port or 5432}"
 
 
-def migrate_postgres(url):
-    say("bench: applying migrations/postgres with psql ...")
-    d = os.path.join(ROOT, "migrations", "postgres")
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".sql"):
-            subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-f", os.path.join(d, f)], check=True)
-    # A clean table: the numbers must not depend on earlier runs' rows.
-    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", "TRUNCATE orders"], check=True)
+def reset_postgres(url):
+    """An empty database: the numbers must not depend on earlier runs' rows,
+    and the app migrates it on first use, as deployed."""
+    say("bench: emptying the PostgreSQL database ...")
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c",
+                    "DROP TABLE IF EXISTS orders, schema_migrations"], check=True)
 
 
 def git(*args):

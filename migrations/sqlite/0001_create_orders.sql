@@ -1,7 +1,3 @@
--- Write-ahead logging: one fsync per commit instead of several, and readers
--- never wait for the writer. The mode is stored in the file, so Spin and the
--- local runner both get it.
-PRAGMA journal_mode = WAL;
 -- Orders, with their items as one JSON array: an order and its items are
 -- written and read together, so one row keeps the insert atomic without a
 -- transaction spanning several host calls.

@@ -49,6 +49,8 @@ impl Engine {
 pub struct Harness {
     pub addr: SocketAddr,
     pub engine: Engine,
+    /// The PostgreSQL database of this harness, with the PostgreSQL suite.
+    pub database_url: Option<String>,
     server: Server,
     state: tempfile::TempDir,
 }
@@ -62,8 +64,6 @@ enum Server {
 pub struct Setup<'a> {
     pub components: &'a [&'a str],
     pub variables: &'a [(&'a str, &'a str)],
-    /// Apply the migrations at startup, as `make up` does.
-    pub migrate: bool,
     /// Variables the harness would set that this test leaves unset.
     pub omit: &'a [&'a str],
 }
@@ -73,14 +73,13 @@ impl Default for Setup<'_> {
         Setup {
             components: &[],
             variables: &[],
-            migrate: true,
             omit: &[],
         }
     }
 }
 
 impl Harness {
-    /// The route's component alone, migrated, default variables.
+    /// The route's component alone, default variables.
     pub async fn route(component: &str) -> Harness {
         Harness::load(Setup {
             components: &[component],
@@ -109,24 +108,25 @@ impl Harness {
     pub async fn try_load_on(engine: Engine, setup: Setup<'_>) -> Result<Harness, String> {
         let state = tempfile::Builder::new().prefix("component-test-").tempdir().unwrap();
         let mut variables = vec![("jwt_secret".to_string(), JWT_SECRET.to_string())];
-        let mut sqlite = Vec::new();
-        if let Some(admin_url) = postgres_admin_url() {
-            let url = fresh_postgres_database(&admin_url, setup.migrate).await;
+        // An empty database every time, and no `--sqlite`: the app brings
+        // its schema up to date by itself, as it must when deployed.
+        if let Some(url) = fresh_postgres_database().await {
             variables.push(("db_host".into(), host_port(&url)));
             variables.push(("database_url".into(), url));
-        } else if setup.migrate {
-            sqlite = migration_files("sqlite")
-                .iter()
-                .map(|f| format!("@{}", f.display()))
-                .collect();
         }
         variables.extend(setup.variables.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         variables.retain(|(k, _)| !setup.omit.contains(&k.as_str()));
         let components: Vec<String> = setup.components.iter().map(|c| c.to_string()).collect();
-        match engine {
-            Engine::Runner => start_runner(state, variables, sqlite, components).await,
-            Engine::Spin => start_spin(state, variables, sqlite, components).await,
-        }
+        let database_url = variables
+            .iter()
+            .find(|(k, _)| k == "database_url")
+            .map(|(_, v)| v.clone());
+        let mut harness = match engine {
+            Engine::Runner => start_runner(state, variables, components).await,
+            Engine::Spin => start_spin(state, variables, components).await,
+        }?;
+        harness.database_url = database_url;
+        Ok(harness)
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -197,7 +197,6 @@ impl Drop for Harness {
 async fn start_runner(
     state: tempfile::TempDir,
     variables: Vec<(String, String)>,
-    sqlite_statements: Vec<String>,
     components: Vec<String>,
 ) -> Result<Harness, String> {
     let options = runner::Options {
@@ -205,7 +204,6 @@ async fn start_runner(
         state_dir: state.path().to_path_buf(),
         variables,
         env: Some(Default::default()),
-        sqlite_statements,
         only_components: Some(components),
         echo_component_output: false,
         ..Default::default()
@@ -219,6 +217,7 @@ async fn start_runner(
     }));
     Ok(Harness {
         addr,
+        database_url: None,
         engine: Engine::Runner,
         server: Server::Runner(Some(stop)),
         state,
@@ -230,7 +229,6 @@ async fn start_runner(
 async fn start_spin(
     state: tempfile::TempDir,
     variables: Vec<(String, String)>,
-    sqlite_statements: Vec<String>,
     components: Vec<String>,
 ) -> Result<Harness, String> {
     // A port picked by the kernel can be taken before spin binds it; then
@@ -253,9 +251,6 @@ async fn start_spin(
             .current_dir(state.path());
         for component in &components {
             command.arg("--component-id").arg(component);
-        }
-        for statement in &sqlite_statements {
-            command.arg("--sqlite").arg(statement);
         }
         for (name, value) in &variables {
             command.arg("--variable").arg(format!("{name}={value}"));
@@ -288,6 +283,7 @@ async fn start_spin(
             if health(addr).await {
                 return Ok(Harness {
                     addr,
+                    database_url: None,
                     engine: Engine::Spin,
                     server: Server::Spin(child),
                     state,
@@ -642,17 +638,6 @@ pub fn postgres_admin_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
 }
 
-/// `migrations/<backend>/*.sql`, in order.
-pub fn migration_files(backend: &str) -> Vec<PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(root().join("migrations").join(backend))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    files.sort();
-    files
-}
-
 /// `host:port` of a `postgres://` URL, for `allowed_outbound_hosts`.
 fn host_port(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -660,22 +645,38 @@ fn host_port(url: &str) -> String {
     authority.rsplit('@').next().unwrap_or(authority).to_string()
 }
 
-/// Creates an empty database for one harness, migrated when asked, and
-/// returns its URL.
-async fn fresh_postgres_database(admin_url: &str, migrate: bool) -> String {
+/// With the PostgreSQL suite: an empty database of its own for one
+/// harness, as a URL.
+async fn fresh_postgres_database() -> Option<String> {
+    let admin_url = postgres_admin_url()?;
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
         .await
         .expect("test PostgreSQL");
     tokio::spawn(connection);
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    if migrate {
-        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        for file in migration_files("postgres") {
-            db.batch_execute(&std::fs::read_to_string(file).unwrap()).await.unwrap();
+    Some(format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0))
+}
+
+/// The migration versions the app's database records, in order (from its
+/// SQLite file, or its PostgreSQL database), to check nothing ran twice.
+pub async fn recorded_migrations(h: &Harness) -> Vec<i64> {
+    let sql = "SELECT version FROM schema_migrations ORDER BY version";
+    match postgres_admin_url() {
+        Some(_) => {
+            let url = h.database_url.clone().expect("a PostgreSQL harness has a database");
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+        }
+        None => {
+            let db = rusqlite::Connection::open(h.state_dir().join("sqlite_db.db")).unwrap();
+            let mut statement = db.prepare(sql).unwrap();
+            statement
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         }
     }
-    url
 }

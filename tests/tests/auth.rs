@@ -9,7 +9,6 @@ async fn harness() -> Harness {
     Harness::load(Setup {
         components: &["orders-create", "orders-get"],
         variables: &[],
-        migrate: true,
         omit: &[],
     })
     .await
@@ -119,7 +118,6 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     let h = Harness::load(Setup {
         components: &["orders-create"],
         variables: &[("jwt_issuer", "https://id.example"), ("jwt_audience", "orders")],
-        migrate: true,
         omit: &[],
     })
     .await;
@@ -183,7 +181,6 @@ async fn a_short_secret_is_a_500_naming_it() {
     let h = Harness::load(Setup {
         components: &["orders-create"],
         variables: &[("jwt_secret", "short")],
-        migrate: true,
         omit: &[],
     })
     .await;

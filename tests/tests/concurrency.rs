@@ -12,7 +12,6 @@ async fn parallel_creates_all_read_back() {
         Harness::load(Setup {
             components: &["orders-create", "orders-get"],
             variables: &[],
-            migrate: true,
             omit: &[],
         })
         .await,

@@ -9,7 +9,6 @@ async fn harness() -> Harness {
     Harness::load(Setup {
         components: &["orders-create", "orders-get"],
         variables: &[],
-        migrate: true,
         omit: &[],
     })
     .await

@@ -19,12 +19,11 @@ use std::path::PathBuf;
 struct Sqlite(rusqlite::Connection);
 
 impl Sqlite {
+    /// Opens the file and migrates it, as a component does on first use.
     fn open(path: &std::path::Path) -> Self {
-        let connection = rusqlite::Connection::open(path).unwrap();
-        for (_, sql) in kit::migrations::SQLITE {
-            connection.execute_batch(sql).unwrap();
-        }
-        Sqlite(connection)
+        let db = Sqlite(rusqlite::Connection::open(path).unwrap());
+        block_on(kit::migrations::migrate(&db, "2026-01-01T00:00:00.000Z")).unwrap();
+        db
     }
 }
 
@@ -82,27 +81,10 @@ impl Database for Sqlite {
     }
 }
 
-fn temp_db() -> (tempdir::Dir, PathBuf) {
-    let dir = tempdir::Dir::new();
-    let path = dir.0.join("sqlite_db.db");
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sqlite_db.db");
     (dir, path)
-}
-
-/// A tiny self-cleaning temporary directory, to avoid a dependency.
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!("kit-test-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
@@ -272,6 +254,36 @@ fn missing_table_is_an_internal_error_and_health_says_failing() {
         body(&health),
         json!({"status": "unavailable", "checks": {"database": "failing"}})
     );
+}
+
+#[test]
+fn concurrent_starters_migrate_once_and_record_the_version() {
+    let (_dir, path) = temp_db();
+    let starters: Vec<_> = (0..8)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let db = Sqlite(rusqlite::Connection::open(&path).unwrap());
+                block_on(kit::migrations::migrate(&db, "2026-01-01T00:00:00.000Z")).unwrap()
+            })
+        })
+        .collect();
+    let applied: usize = starters.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(
+        applied,
+        kit::migrations::SQLITE.len(),
+        "each migration applied exactly once"
+    );
+    let db = Sqlite(rusqlite::Connection::open(&path).unwrap());
+    let latest = kit::migrations::latest(Dialect::Sqlite);
+    assert_eq!(block_on(kit::migrations::recorded_version(&db)).unwrap(), latest);
+    let rows = block_on(db.query("SELECT version, name FROM schema_migrations ORDER BY version", &[])).unwrap();
+    assert_eq!(rows.len(), kit::migrations::SQLITE.len());
+    assert_eq!(rows[0][1], SqlValue::from("0001_create_orders"));
+    let mode = block_on(db.query("PRAGMA journal_mode", &[])).unwrap();
+    assert_eq!(mode[0][0], SqlValue::from("wal"));
+    // Once current, migrating again applies nothing.
+    assert_eq!(block_on(kit::migrations::migrate(&db, "later")).unwrap(), 0);
 }
 
 #[test]

@@ -1,103 +1,114 @@
-//! The Spin adapter: the only module that knows `spin-sdk`.
+//! The order store over the instance's database connection.
 //!
-//! It turns a Spin request into the pipeline's input (streaming the body with
-//! its limit), reads the component's variables into a [`Config`], and opens
-//! the order store the config names. Each is a thin translation; the logic is
-//! in the plain modules.
+//! Spin 4 reuses an instance of a WASI 0.3 component for up to 128
+//! requests (16 at once), so the connection is opened once per instance,
+//! brought up to date by [`crate::migrations::migrate`] (a single read once
+//! the schema is current), and kept for the requests that follow: they pay
+//! neither the open (for SQLite: opening the file and parsing its schema)
+//! nor a pool checkout and session reset (PostgreSQL), and statements stay
+//! prepared on the host's connection. Concurrent requests of the instance
+//! share it: Spin serialises SQLite statements on a connection, and a
+//! PostgreSQL connection pipelines them. No statement of the store relies
+//! on a transaction spanning requests.
+//!
+//! A kept connection can go stale (a PostgreSQL server restarted, a
+//! connection dropped by a proxy): a statement that fails as "unavailable"
+//! on a kept connection is retried once on a fresh one. Every statement of
+//! the store is safe to run twice: inserts carry their own primary key and
+//! `ON CONFLICT DO NOTHING`, the rest read or clear idempotency keys.
 
-use crate::config::{Config, ConfigError, Database as DatabaseConfig};
-use crate::contract::Route;
+use crate::config::{Config, Database as DatabaseConfig};
 use crate::orders::OrderStore;
-use crate::pipeline::{self, BodyError, BodySource, Ctx};
-use crate::problem::{FieldError, Problem};
 use crate::sql::{Database, DbError, Dialect, SqlValue};
-use bytes::{Bytes, BytesMut};
-use http::Response;
-use http_body_util::{BodyExt, Full};
-use serde::de::DeserializeOwned;
 use spin_sdk::{pg, sqlite};
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::rc::Rc;
 
-/// Runs `logic` for `route` under the full HTTP contract; the answer is ready
-/// to return from an `#[http_service]` function.
-pub async fn serve<T, F>(route: &'static Route, request: spin_sdk::http::Request, logic: F) -> Response<Full<Bytes>>
-where
-    T: DeserializeOwned,
-    F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
-{
-    let config = config().await;
-    let (head, body) = request.into_parts();
-    pipeline::serve(route, head, Incoming(body), config, logic)
-        .await
-        .map(Full::new)
-}
-
-struct Incoming<B>(B);
-
-impl<B> BodySource for Incoming<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    async fn read(mut self, limit: usize) -> Result<Bytes, BodyError> {
-        let mut buffer = BytesMut::new();
-        while let Some(frame) = self.0.frame().await {
-            let frame = frame.map_err(|e| BodyError::Failed(e.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                if buffer.len() + data.len() > limit {
-                    return Err(BodyError::TooLarge);
-                }
-                buffer.extend_from_slice(&data);
-            }
-        }
-        Ok(buffer.freeze())
-    }
-}
-
-/// The component's config, read and validated once per instance. Variables
-/// not mapped into this component (least privilege) take their defaults.
-pub async fn config() -> Result<Config, ConfigError> {
-    static CONFIG: OnceLock<Result<Config, ConfigError>> = OnceLock::new();
-    if let Some(config) = CONFIG.get() {
-        return config.clone();
-    }
-    let mut values = BTreeMap::new();
-    let mut unreadable = Vec::new();
-    for name in crate::config::variable_names() {
-        match spin_sdk::variables::get(&name).await {
-            Ok(value) => {
-                values.insert(name, value);
-            }
-            Err(spin_sdk::variables::Error::Undefined(_)) => {}
-            Err(_) => unreadable.push(FieldError::at_parameter(
-                name,
-                "readable",
-                "the variable could not be read",
-            )),
-        }
-    }
-    let config = if unreadable.is_empty() {
-        Config::from_values(&values)
-    } else {
-        Err(ConfigError { errors: unreadable })
+/// The order store the config names (Spin's `default` SQLite database, or
+/// PostgreSQL when `database_url` is set), over the instance's connection.
+/// Fails when the database cannot be opened or migrated.
+pub async fn order_store(config: &Config) -> Result<OrderStore<InstanceDatabase>, DbError> {
+    let database = InstanceDatabase {
+        config: config.database.clone(),
     };
-    CONFIG.get_or_init(|| config).clone()
+    database.connection().await?;
+    Ok(OrderStore::new(database))
 }
 
-/// The order store the config names: Spin's `default` SQLite database, or
-/// PostgreSQL when `database_url` is set.
-pub async fn order_store(config: &Config) -> Result<OrderStore<SpinDatabase>, DbError> {
-    match &config.database {
-        DatabaseConfig::Sqlite => {
-            let connection = sqlite::Connection::open_default().await.map_err(sqlite_error)?;
-            Ok(OrderStore::new(SpinDatabase::Sqlite(connection)))
+thread_local! {
+    /// The instance's open, migrated connection.
+    static KEPT: RefCell<Option<Rc<SpinDatabase>>> = const { RefCell::new(None) };
+}
+
+/// The instance's database: statements run on the kept connection.
+pub struct InstanceDatabase {
+    config: DatabaseConfig,
+}
+
+impl InstanceDatabase {
+    /// The kept connection, or a new one, opened and migrated; `true` when
+    /// it was just opened. The requests of an instance's first burst each
+    /// open their own (their migrations serialise in the database); the first
+    /// to finish is kept, the others close after their request.
+    async fn connection(&self) -> Result<(Rc<SpinDatabase>, bool), DbError> {
+        if let Some(kept) = KEPT.with(|k| k.borrow().clone()) {
+            return Ok((kept, false));
         }
-        DatabaseConfig::Postgres(url) => {
-            let connection = pg::Connection::open(url.expose()).await.map_err(pg_error)?;
-            Ok(OrderStore::new(SpinDatabase::Postgres(connection)))
+        let connection = open_and_migrate(&self.config).await?;
+        KEPT.with(|k| {
+            k.borrow_mut().get_or_insert_with(|| connection.clone());
+        });
+        Ok((connection, true))
+    }
+
+    /// Runs `op` on the kept connection; once more on a fresh one when a
+    /// kept connection turns out to be unavailable.
+    async fn run<T>(&self, op: impl AsyncFn(&SpinDatabase) -> Result<T, DbError>) -> Result<T, DbError> {
+        let (connection, fresh) = self.connection().await?;
+        match op(&connection).await {
+            Err(DbError::Unavailable(_)) if !fresh => {
+                KEPT.with(|k| {
+                    let mut kept = k.borrow_mut();
+                    if kept.as_ref().is_some_and(|c| Rc::ptr_eq(c, &connection)) {
+                        *kept = None;
+                    }
+                });
+                let (connection, _) = self.connection().await?;
+                op(&connection).await
+            }
+            outcome => outcome,
         }
     }
+}
+
+impl Database for InstanceDatabase {
+    fn dialect(&self) -> Dialect {
+        match self.config {
+            DatabaseConfig::Sqlite => Dialect::Sqlite,
+            DatabaseConfig::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, DbError> {
+        self.run(async |c: &SpinDatabase| c.execute(sql, params).await).await
+    }
+
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, DbError> {
+        self.run(async |c: &SpinDatabase| c.query(sql, params).await).await
+    }
+}
+
+/// Opens the configured database and migrates it.
+async fn open_and_migrate(config: &DatabaseConfig) -> Result<Rc<SpinDatabase>, DbError> {
+    let connection = match config {
+        DatabaseConfig::Sqlite => SpinDatabase::Sqlite(sqlite::Connection::open_default().await.map_err(sqlite_error)?),
+        DatabaseConfig::Postgres(url) => {
+            SpinDatabase::Postgres(pg::Connection::open(url.expose()).await.map_err(pg_error)?)
+        }
+    };
+    let now = crate::log::now_rfc3339();
+    crate::migrations::migrate(&connection, &now).await?;
+    Ok(Rc::new(connection))
 }
 
 /// A database reached through a Spin interface.

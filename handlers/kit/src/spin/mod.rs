@@ -1,0 +1,60 @@
+//! The Spin adapter: the only module that knows `spin-sdk`.
+//!
+//! - this module: a Spin request into the pipeline (the body streamed with
+//!   its limit) and the answer back;
+//! - [`config`]: the component's variables as one validated [`Config`],
+//!   read once per instance;
+//! - [`database`]: the order store over the instance's database connection,
+//!   opened, migrated and kept on first use.
+//!
+//! Each is a thin translation; the logic is in the plain modules.
+
+pub mod config;
+pub mod database;
+
+pub use config::config;
+pub use database::order_store;
+
+use crate::contract::Route;
+use crate::pipeline::{self, BodyError, BodySource, Ctx};
+use crate::problem::Problem;
+use bytes::{Bytes, BytesMut};
+use http::Response;
+use http_body_util::{BodyExt, Full};
+use serde::de::DeserializeOwned;
+
+/// Runs `logic` for `route` under the full HTTP contract; the answer is ready
+/// to return from an `#[http_service]` function.
+pub async fn serve<T, F>(route: &'static Route, request: spin_sdk::http::Request, logic: F) -> Response<Full<Bytes>>
+where
+    T: DeserializeOwned,
+    F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
+{
+    let config = config().await;
+    let (head, body) = request.into_parts();
+    pipeline::serve(route, head, Incoming(body), config, logic)
+        .await
+        .map(Full::new)
+}
+
+struct Incoming<B>(B);
+
+impl<B> BodySource for Incoming<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    async fn read(mut self, limit: usize) -> Result<Bytes, BodyError> {
+        let mut buffer = BytesMut::new();
+        while let Some(frame) = self.0.frame().await {
+            let frame = frame.map_err(|e| BodyError::Failed(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if buffer.len() + data.len() > limit {
+                    return Err(BodyError::TooLarge);
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(buffer.freeze())
+    }
+}
