@@ -6,7 +6,7 @@ LISTEN ?= 127.0.0.1:3000
 # Extra Spin variables, the Spin way: VARIABLES="--variable log_level=debug".
 # SPIN_VARIABLE_<NAME> environment variables work too.
 VARIABLES ?=
-COMPONENTS := orders-create orders-get healthz openapi images-resize
+COMPONENTS := orders-create orders-get healthz openapi images-resize docs
 TEST_GUESTS := runner-test-guest
 WASM := --target wasm32-wasip2
 RUNNER := target/release/runner
@@ -24,7 +24,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components runner test test-spin test-postgres bench bench-postgres bench-tools up check-config dev-secret token fmt lint clean
+.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser bench bench-postgres bench-tools up check-config dev-secret token fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -33,11 +33,17 @@ build: components runner
 prereqs:
 	@tools/prereqs.sh
 
-components: prereqs
+components: prereqs docs-assets
 	cargo build --profile component $(WASM) $(addprefix -p ,$(COMPONENTS))
 
 runner:
 	cargo build $(NATIVE)
+
+## docs-assets: Swagger UI for the docs component, from npm (package-lock.json)
+docs-assets: handlers/docs/web/node_modules/.package-lock.json
+
+handlers/docs/web/node_modules/.package-lock.json: handlers/docs/web/package-lock.json
+	npm ci --prefix handlers/docs/web --ignore-scripts --no-audit --no-fund
 
 ## test: native unit tests, the runner's own tests, and the component suite
 ## over HTTP on the runner and on real `spin up` (when `spin` is on PATH),
@@ -49,6 +55,7 @@ test: components
 	cargo test $(NATIVE)
 	$(MAKE) --no-print-directory test-spin
 	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory test-browser
 	@if [ -s target/skipped-suites.txt ]; then \
 	  echo "make test: passed, but $$(wc -l < target/skipped-suites.txt) suite(s) did not run:"; \
 	  sed 's/^/  /' target/skipped-suites.txt; fi
@@ -73,6 +80,21 @@ ifneq ($(SPIN),)
 else
 	tests/postgres.sh cargo test $(NATIVE) --no-fail-fast -- --include-ignored --skip runner_and_spin_answer_alike
 	@tools/skipped.sh "the Spin pass of the component suite on PostgreSQL (no spin on PATH)"
+endif
+
+## test-browser: the API reference page in headless Chromium (Debian's), on
+## each engine: no console errors, every route shown; keeps docs/api-reference.png
+test-browser: components runner
+ifneq ($(wildcard /usr/bin/chromium),)
+	npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund
+	tools/serve.sh runner sh -c 'node tests/browser/docs.mjs "$$BASE" docs/api-reference.png'
+ifneq ($(SPIN),)
+	tools/serve.sh spin sh -c 'node tests/browser/docs.mjs "$$BASE" target/api-reference-spin.png'
+else
+	@tools/skipped.sh "the API reference page on Spin (no spin on PATH)"
+endif
+else
+	@tools/skipped.sh "the API reference page in Chromium (no /usr/bin/chromium: tools/prereqs.sh browser)"
 endif
 
 ## bench: every route under load on loopback (wrk), beside a no-op component and
@@ -115,7 +137,7 @@ token:
 fmt:
 	cargo fmt --all
 
-lint:
+lint: docs-assets
 	cargo fmt --all -- --check
 	cargo clippy $(NATIVE) --all-targets -- -D warnings
 	cargo clippy --profile component $(WASM) $(addprefix -p ,$(COMPONENTS) $(TEST_GUESTS)) -- -D warnings

@@ -3,8 +3,9 @@
 # package names): the wasm32-wasip2 Rust target, and clang, llvm-ar and
 # wasi-libc for the C code in images-resize (libwebp; see .cargo/config.toml).
 # With `postgres`, also the PostgreSQL server binaries that the PostgreSQL
-# half of `make test` starts (tests/postgres.sh).
-#   tools/prereqs.sh [postgres]
+# half of `make test` starts (tests/postgres.sh); with `browser`, Debian's
+# Chromium for the API reference page's test (tests/browser).
+#   tools/prereqs.sh [postgres] [browser]
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -15,9 +16,13 @@ packages=()
 command -v clang >/dev/null || packages+=(clang)
 command -v llvm-ar-14 >/dev/null || packages+=(llvm-14)
 [ -e /usr/include/wasm32-wasi/stdlib.h ] || packages+=(wasi-libc)
-if [ "${1:-}" = postgres ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  packages+=(postgresql)
-fi
+for wanted in "$@"; do
+  case "$wanted" in
+    postgres) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql) ;;
+    browser) [ -x /usr/bin/chromium ] || packages+=(chromium) ;;
+    *) echo "prereqs: unknown extra $wanted (postgres, browser)" >&2; exit 2 ;;
+  esac
+done
 [ ${#packages[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null; then

@@ -61,6 +61,7 @@ enum Server {
 }
 
 /// How to load the app.
+#[derive(Default)]
 pub struct Setup<'a> {
     pub components: &'a [&'a str],
     pub variables: &'a [(&'a str, &'a str)],
@@ -68,15 +69,6 @@ pub struct Setup<'a> {
     pub omit: &'a [&'a str],
 }
 
-impl Default for Setup<'_> {
-    fn default() -> Self {
-        Setup {
-            components: &[],
-            variables: &[],
-            omit: &[],
-        }
-    }
-}
 
 impl Harness {
     /// The route's component alone, default variables.

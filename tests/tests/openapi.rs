@@ -15,6 +15,8 @@ async fn documents_every_route_of_the_manifest() {
         .lines()
         .filter_map(|l| l.strip_prefix("route = \""))
         .map(|l| l.trim_end_matches('"'))
+        // The reference page is for people, not an operation of the API.
+        .filter(|r| *r != "/docs/...")
         .collect();
     assert!(routes.len() >= 4);
     for route in routes {

@@ -298,7 +298,22 @@ pub static RESIZE_IMAGE: Route = Route {
     auth: false,
 };
 
-/// Every route of the app.
+/// The API reference page and its assets (Spin route `/docs/...`): a page
+/// for people, not an operation of the API, so it is not in [`ALL`] (nor in
+/// the OpenAPI document it renders).
+pub static DOCS: Route = Route {
+    component: "docs",
+    path: "/docs/...",
+    methods: &[Method::GET],
+    operation_id: "docs",
+    summary: "The API reference page",
+    body: None,
+    responses: &[],
+    problems: &[NotFound, MethodNotAllowed, InvalidConfig, InternalError],
+    auth: false,
+};
+
+/// Every route of the API (the OpenAPI document's operations).
 pub static ALL: &[&Route] = &[&CREATE_ORDER, &GET_ORDER, &HEALTH, &OPENAPI, &RESIZE_IMAGE];
 
 #[cfg(test)]
