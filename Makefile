@@ -24,7 +24,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser bench bench-postgres bench-tools up check-config dev-secret token fmt lint clean
+.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -130,9 +130,16 @@ else
 	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(VARIABLES)
 endif
 
-## token: a bearer token for USER=<uuid>, signed with the local secret
+## token: a bearer token for SUB=<uuid> (default: the README's demo user),
+## signed with the local secret. (Not USER: the shell sets that to a login.)
+SUB ?= 0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e
 token:
-	@$(WITH_SECRET) python3 tools/token.py --user "$(USER)" --ttl $(TTL)
+	@$(WITH_SECRET) python3 tools/token.py --user "$(SUB)" --ttl $(TTL)
+
+## deny: every dependency under a permissive licence (needs cargo-deny:
+## cargo install cargo-deny --locked)
+deny:
+	cargo deny check licenses
 
 fmt:
 	cargo fmt --all
