@@ -585,7 +585,7 @@ def main():
         size = webp_size(base64.b64decode(json.loads(body)["image"])) if status == 200 else None
         if size != (256, 256):
             die(f"POST /images/resize (JSON) answered {status}, image {size}: {body[:300]!r}")
-        status, headers, body = request(server.port, "POST", "/images/resize?width=256&height=256",
+        status, headers, body = request(server.port, "POST", "/images/resize/raw?width=256&height=256",
                                         resize_bin, {"Content-Type": "image/jpeg"}, timeout=60)
         if status != 200 or webp_size(body) != (256, 256):
             die(f"POST /images/resize (binary) answered {status}, image {webp_size(body)}: {body[:300]!r}")
@@ -603,7 +603,7 @@ def main():
     get = bench.scenario("get-order", "GET /orders/:id", server, get_paths[0], {200}, headers=(auth,),
                          paths=get_paths)
     resize_args = dict(method="POST", body=resize_bin, headers=("Content-Type: image/jpeg",))
-    resize_path = "/images/resize?width=256&height=256"
+    resize_path = "/images/resize/raw?width=256&height=256"
     if has_resize:
         bench.scenario("resize-json", "POST /images/resize (JSON, 1 MP -> 256x256 WebP)", server,
                        "/images/resize", {200}, method="POST", body=resize_json,

@@ -69,7 +69,6 @@ pub struct Setup<'a> {
     pub omit: &'a [&'a str],
 }
 
-
 impl Harness {
     /// The route's component alone, default variables.
     pub async fn route(component: &str) -> Harness {

@@ -85,7 +85,7 @@ fn corpus() -> Vec<Case> {
         case("GET", "/openapi.json"),
         case("POST", "/images/resize").json(json!({"imageData": png, "width": 2, "height": 2, "format": "png"})),
         case("POST", "/images/resize").json(json!({"imageData": "@@@", "width": 2, "height": 2})),
-        case("POST", "/images/resize?width=8&height=8").header("content-type", "image/png"),
+        case("POST", "/images/resize/raw?width=8&height=8").header("content-type", "image/png"),
         case("GET", "/images/resize"),
         case("GET", "/no/such/route"),
         case("GET", "/.well-known/spin/health"),

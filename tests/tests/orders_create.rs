@@ -206,3 +206,20 @@ async fn a_bad_config_is_a_500_naming_the_variable_never_its_value() {
     assert_eq!(p["errors"][0]["parameter"], "database_url");
     assert!(!String::from_utf8_lossy(&r.body).contains("hunter2"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_number_floats_are_integers_as_json_schema_says() {
+    let h = harness().await;
+    let body = json!({"userId": USER, "items": [{"productId": "sku-1", "quantity": 851.0}]});
+    let created = h
+        .post_as_user("/orders", body.to_string())
+        .await
+        .assert_json(201, "order-created.response.json");
+    assert!(created["orderId"].is_string());
+    let body = json!({"userId": USER, "items": [{"productId": "sku-1", "quantity": 1.5}]});
+    let p = h
+        .post_as_user("/orders", body.to_string())
+        .await
+        .assert_problem(400, "/problems/validation-failed");
+    assert_eq!(p["errors"][0]["pointer"], "/items/0/quantity");
+}

@@ -170,7 +170,7 @@ fn component(data: &[u8], seconds: f64) -> (f64, Vec<u8>) {
         let client = "127.0.0.1:40000".parse().expect("an address");
         let body = bytes::Bytes::copy_from_slice(data);
         let send = async || {
-            let request = http::Request::post(format!("/images/resize?width={SIDE}&height={SIDE}"))
+            let request = http::Request::post(format!("/images/resize/raw?width={SIDE}&height={SIDE}"))
                 .header("host", "localhost")
                 .header("content-type", "image/jpeg")
                 .body(runner::full_body(body.clone()))

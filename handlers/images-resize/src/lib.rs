@@ -1,6 +1,7 @@
-//! `POST /images/resize`: resizes a JPEG, PNG or WebP image, sent as base64
-//! in JSON or as the raw body with query parameters. Contract:
-//! [`kit::contract::RESIZE_IMAGE`]; the pipeline is [`kit::imaging`].
+//! `POST /images/resize` (base64 in JSON) and `POST /images/resize/raw`
+//! (the raw image, parameters in the query): resizes a JPEG, PNG or WebP
+//! image. Contracts: [`kit::contract::RESIZE_IMAGE`] and
+//! [`kit::contract::RESIZE_IMAGE_RAW`]; the pipeline is [`kit::imaging`].
 
 use kit::imaging::route::{self, ResizeRequest};
 use kit::pipeline::Ctx;
@@ -9,10 +10,9 @@ use spin_sdk::http_service;
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    kit::spin::serve(
-        &kit::contract::RESIZE_IMAGE,
-        request,
-        async |ctx: &Ctx, request: ResizeRequest| route::resize(ctx, request),
-    )
+    let contract = kit::contract::resize_route(request.uri().path());
+    kit::spin::serve(contract, request, async |ctx: &Ctx, request: ResizeRequest| {
+        route::resize(ctx, request)
+    })
     .await
 }

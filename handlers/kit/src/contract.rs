@@ -20,15 +20,18 @@ pub struct BodyContract {
     pub schema: &'static str,
     /// Largest accepted body in bytes; more is `413`, decided before parsing.
     pub limit: usize,
-    /// Non-JSON bodies the route also takes, unparsed; `None` for JSON only.
+    /// For a route that takes a raw (non-JSON) body, unparsed: its media
+    /// types and parameters. `None` for a JSON body.
     pub raw: Option<RawContract>,
     compiled: OnceLock<Schema>,
     compiled_parameters: OnceLock<Schema>,
 }
 
-/// The raw form of a body: one field of the JSON schema (e.g. base64 image
-/// data) sent as the whole body instead, the other fields as query
-/// parameters, validated against the same schema with that field removed.
+/// A raw body: one field of a JSON schema (e.g. base64 image data) sent as
+/// the whole body instead, the other fields as query parameters, validated
+/// against the same schema with that field removed. Such a route takes only
+/// raw bodies: one operation, one request shape (a JSON form of the same
+/// fields is a route of its own).
 #[derive(Debug)]
 pub struct RawContract {
     /// Accepted `Content-Type` essences, lower case; others are `415`.
@@ -53,12 +56,13 @@ impl BodyContract {
         }
     }
 
-    /// A body taken as JSON or, for the media types of `raw`, as raw bytes.
-    pub const fn with_raw(schema_file: &'static str, schema: &'static str, limit: usize, raw: RawContract) -> Self {
+    /// A raw body of the media types of `raw`, its parameters in the query,
+    /// validated with `schema` less the raw field.
+    pub const fn raw(schema_file: &'static str, schema: &'static str, raw: RawContract) -> Self {
         BodyContract {
             schema_file,
             schema,
-            limit,
+            limit: raw.limit,
             raw: Some(raw),
             compiled: OnceLock::new(),
             compiled_parameters: OnceLock::new(),
@@ -259,16 +263,53 @@ pub const IMAGE_LIMIT: usize = 10 * 1024 * 1024;
 /// the other fields: so the same image fits either form.
 pub const IMAGE_JSON_LIMIT: usize = IMAGE_LIMIT.div_ceil(3) * 4 + DEFAULT_JSON_LIMIT;
 
+/// The problems of both forms of the resize route.
+const RESIZE_PROBLEMS: &[ProblemKind] = &[
+    ValidationFailed,
+    MalformedJson,
+    InvalidParameter,
+    InvalidBase64,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UnsupportedImage,
+    ImageTooLarge,
+    CorruptImage,
+    MethodNotAllowed,
+    InvalidConfig,
+    InternalError,
+];
+
 pub static RESIZE_IMAGE: Route = Route {
     component: "images-resize",
     path: "/images/resize",
     methods: &[Method::POST],
     operation_id: "resizeImage",
-    summary: "Resize a JPEG, PNG or WebP image (JSON with base64, or the raw image with query parameters)",
-    body: Some(BodyContract::with_raw(
+    summary: "Resize a JPEG, PNG or WebP image sent as base64 in JSON",
+    body: Some(BodyContract::new(
         "image-resize.request.json",
         crate::schemas::IMAGE_RESIZE_REQUEST,
         IMAGE_JSON_LIMIT,
+    )),
+    responses: &[ResponseContract {
+        status: 200,
+        description: "The resized image, `{\"image\": base64}`.",
+        schema_file: Some("image-resized.response.json"),
+    }],
+    problems: RESIZE_PROBLEMS,
+    auth: false,
+};
+
+/// The binary form of [`RESIZE_IMAGE`]: the image is the body, the other
+/// fields are query parameters, the answer is the encoded image.
+pub static RESIZE_IMAGE_RAW: Route = Route {
+    component: "images-resize",
+    path: "/images/resize/raw",
+    methods: &[Method::POST],
+    operation_id: "resizeImageRaw",
+    summary: "Resize a JPEG, PNG or WebP image sent as the raw body, parameters in the query",
+    body: Some(BodyContract::raw(
+        "image-resize.request.json",
+        crate::schemas::IMAGE_RESIZE_REQUEST,
         RawContract {
             media_types: &["image/jpeg", "image/png", "image/webp", "application/octet-stream"],
             limit: IMAGE_LIMIT,
@@ -278,23 +319,10 @@ pub static RESIZE_IMAGE: Route = Route {
     )),
     responses: &[ResponseContract {
         status: 200,
-        description: "The resized image: `{\"image\": base64}` for a JSON request, the encoded bytes (Content-Type of the format) for a raw one.",
-        schema_file: Some("image-resized.response.json"),
+        description: "The resized image's bytes, in the `format` asked for (else the best of `Accept`, else WebP).",
+        schema_file: None,
     }],
-    problems: &[
-        ValidationFailed,
-        MalformedJson,
-        InvalidParameter,
-        InvalidBase64,
-        PayloadTooLarge,
-        UnsupportedMediaType,
-        UnsupportedImage,
-        ImageTooLarge,
-        CorruptImage,
-        MethodNotAllowed,
-        InvalidConfig,
-        InternalError,
-    ],
+    problems: RESIZE_PROBLEMS,
     auth: false,
 };
 
@@ -313,8 +341,24 @@ pub static DOCS: Route = Route {
     auth: false,
 };
 
+/// The route of the resize component a request path is for.
+pub fn resize_route(path: &str) -> &'static Route {
+    if path == RESIZE_IMAGE_RAW.path {
+        &RESIZE_IMAGE_RAW
+    } else {
+        &RESIZE_IMAGE
+    }
+}
+
 /// Every route of the API (the OpenAPI document's operations).
-pub static ALL: &[&Route] = &[&CREATE_ORDER, &GET_ORDER, &HEALTH, &OPENAPI, &RESIZE_IMAGE];
+pub static ALL: &[&Route] = &[
+    &CREATE_ORDER,
+    &GET_ORDER,
+    &HEALTH,
+    &OPENAPI,
+    &RESIZE_IMAGE,
+    &RESIZE_IMAGE_RAW,
+];
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,12 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "HS256, `sub` = the user id, `exp` required.",
+                },
+            },
             "x-problem-types": problem_catalogue(),
         },
     })
@@ -80,18 +86,49 @@ fn embedded(text: &str) -> Value {
     value
 }
 
+/// Every answer carries `x-request-id` (conventions): the caller's when sane.
+fn request_id_header() -> Value {
+    json!({
+        "required": true,
+        "description": "The request's id: the caller's `x-request-id` when it was 1-128 visible ASCII characters, a generated one otherwise.",
+        "schema": { "type": "string", "pattern": "^[!-~]{1,128}$" },
+    })
+}
+
 fn operation(route: &Route) -> Value {
+    let raw = route.body.as_ref().and_then(|b| b.raw.as_ref());
     let mut responses = Map::new();
     for r in route.responses {
-        let mut response = json!({ "description": r.description });
-        let schema = r
-            .schema_file
-            .map(schema_ref)
-            .unwrap_or_else(|| json!({ "type": "object" }));
-        response["content"] = json!({ "application/json": { "schema": schema } });
+        let mut response = json!({ "description": r.description, "headers": { "x-request-id": request_id_header() } });
+        response["content"] = match (raw, r.schema_file) {
+            (Some(raw), _) => raw
+                .answers
+                .iter()
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        json!({ "schema": { "type": "string", "contentMediaType": t } }),
+                    )
+                })
+                .collect::<Map<_, _>>()
+                .into(),
+            (None, schema) => {
+                json!({ "application/json": { "schema": schema.map(schema_ref).unwrap_or_else(|| json!({ "type": "object" })) } })
+            }
+        };
         if r.status == 201 {
-            response["headers"] =
-                json!({ "Location": { "schema": { "type": "string" }, "description": "URL of the new resource." } });
+            response["headers"]["Location"] =
+                json!({ "required": true, "schema": { "type": "string" }, "description": "URL of the new resource." });
+        }
+        if route.operation_id == "createOrder" && r.status == 201 {
+            // Stateful clients (and fuzzers) may follow a created order to its reading.
+            response["links"] = json!({
+                "GetOrderById": {
+                    "operationId": "getOrder",
+                    "parameters": { "path.id": "$response.body#/orderId" },
+                    "description": "The order just created.",
+                }
+            });
         }
         responses.insert(r.status.to_string(), response);
     }
@@ -103,10 +140,15 @@ fn operation(route: &Route) -> Value {
         let types: Vec<&str> = kinds.iter().map(|k| k.type_uri()).collect();
         let mut response = json!({
             "description": format!("Problem: {}", types.join(", ")),
+            "headers": { "x-request-id": request_id_header() },
             "content": { PROBLEM_CONTENT_TYPE: { "schema": schema_ref("problem.json") } },
         });
         if kinds.contains(&ProblemKind::MethodNotAllowed) {
-            response["headers"] = json!({ "Allow": { "schema": { "type": "string" } } });
+            response["headers"]["Allow"] = json!({ "required": true, "schema": { "type": "string" } });
+        }
+        if kinds.contains(&ProblemKind::Unauthorized) {
+            response["headers"]["WWW-Authenticate"] =
+                json!({ "required": true, "schema": { "type": "string", "pattern": "^Bearer" } });
         }
         responses.entry(status.to_string()).or_insert(response);
     }
@@ -114,8 +156,8 @@ fn operation(route: &Route) -> Value {
         "name": "x-request-id",
         "in": "header",
         "required": false,
-        "description": "Echoed back when 1-128 visible ASCII characters; generated otherwise.",
-        "schema": { "type": "string", "minLength": 1, "maxLength": 128 },
+        "description": "Echoed back when 1-128 visible ASCII characters; any other value (or none) is replaced by a generated id, never refused.",
+        "schema": { "type": "string" },
     })];
     for segment in route.path.split('/') {
         if let Some(name) = segment.strip_prefix(':') {
@@ -131,49 +173,48 @@ fn operation(route: &Route) -> Value {
         "parameters": parameters,
         "responses": responses,
     });
+    if route.auth {
+        op["security"] = json!([{ "bearerAuth": [] }]);
+    }
     if let Some(body) = &route.body {
-        op["requestBody"] = json!({
-            "required": true,
-            "description": format!("At most {} bytes.", body.limit),
-            "content": { "application/json": { "schema": schema_ref(body.schema_file) } },
-        });
-        if let (Some(raw), Some(parameters)) = (&body.raw, body.parameters_schema()) {
-            document_raw_form(&mut op, raw, &parameters);
-        }
+        op["requestBody"] = match (&body.raw, body.parameters_schema()) {
+            (Some(raw), Some(query)) => raw_body(&mut op, raw, &query),
+            _ => json!({
+                "required": true,
+                "description": format!("At most {} bytes.", body.limit),
+                "content": { "application/json": { "schema": schema_ref(body.schema_file) } },
+            }),
+        };
     }
     op
 }
 
-/// The raw form of a body: its media types, its query parameters (the body
-/// schema's other fields) and its binary answers.
-fn document_raw_form(op: &mut Value, raw: &crate::contract::RawContract, parameters: &Value) {
-    op["requestBody"]["description"] = json!(format!(
-        "{} Or the `{}` itself as the body, at most {} bytes, with the other fields as query parameters.",
-        op["requestBody"]["description"].as_str().unwrap_or_default(),
-        raw.field,
-        raw.limit
-    ));
-    for media_type in raw.media_types {
-        op["requestBody"]["content"][*media_type] =
-            json!({ "schema": { "type": "string", "contentMediaType": media_type } });
-    }
+/// A raw body: its media types, and its other fields as query parameters.
+fn raw_body(op: &mut Value, raw: &crate::contract::RawContract, parameters: &Value) -> Value {
     let required = parameters["required"].as_array().cloned().unwrap_or_default();
     let list = op["parameters"].as_array_mut().expect("parameters is a list");
     for (name, schema) in parameters["properties"].as_object().into_iter().flatten() {
         list.push(json!({
             "name": name, "in": "query", "required": required.contains(&json!(name)),
-            "description": format!("Raw form only. {}", schema["description"].as_str().unwrap_or_default()),
+            "description": schema["description"].as_str().unwrap_or_default(),
             "schema": schema,
         }));
     }
-    for response in op["responses"].as_object_mut().into_iter().flat_map(|r| r.values_mut()) {
-        if response["content"].get("application/json").is_some() {
-            for media_type in raw.answers {
-                response["content"][*media_type] =
-                    json!({ "schema": { "type": "string", "contentMediaType": media_type } });
-            }
-        }
-    }
+    let content: Map<String, Value> = raw
+        .media_types
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                json!({ "schema": { "type": "string", "contentMediaType": t } }),
+            )
+        })
+        .collect();
+    json!({
+        "required": true,
+        "description": format!("The `{}` itself, at most {} bytes.", raw.field, raw.limit),
+        "content": content,
+    })
 }
 
 fn problem_catalogue() -> Value {
@@ -218,9 +259,20 @@ mod tests {
             }
         }
         assert!(doc["paths"]["/orders/{id}"]["get"]["parameters"][1]["name"] == "id");
-        let resize = &doc["paths"]["/images/resize"]["post"];
+        let json_form = &doc["paths"]["/images/resize"]["post"];
+        assert!(json_form["requestBody"]["content"]["image/png"].is_null());
+        assert!(
+            json_form["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["in"] != "query")
+        );
+        let resize = &doc["paths"]["/images/resize/raw"]["post"];
         assert!(resize["requestBody"]["content"]["image/png"].is_object());
+        assert!(resize["requestBody"]["content"]["application/json"].is_null());
         assert!(resize["responses"]["200"]["content"]["image/webp"].is_object());
+        assert!(resize["responses"]["200"]["content"]["application/json"].is_null());
         let query: Vec<&str> = resize["parameters"]
             .as_array()
             .unwrap()
