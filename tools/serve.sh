@@ -6,6 +6,8 @@
 #
 # The command sees BASE (http://127.0.0.1:PORT) and SPIN_VARIABLE_JWT_SECRET
 # (to sign tokens with tools/token.py). The app migrates its database itself.
+# SERVE_LOG=FILE keeps the server's output there (default: dropped with the
+# state dir, shown only when the server fails to start).
 set -euo pipefail
 engine=${1:?usage: tools/serve.sh runner|spin COMMAND...}
 shift
@@ -21,7 +23,7 @@ case "$engine" in
   *) echo "tools/serve.sh: engine must be runner or spin, not $engine" >&2; exit 2 ;;
 esac
 setsid "${server[@]}" --from "$root/spin.toml" --listen "127.0.0.1:$port" --state-dir "$state" -q \
-  >"$state/server.log" 2>&1 &
+  >"${SERVE_LOG:-$state/server.log}" 2>&1 &
 pid=$!
 cleanup() {
   kill -TERM -- "-$pid" 2>/dev/null || true
@@ -33,7 +35,7 @@ for _ in $(seq 1 600); do
   if curl -fsS -o /dev/null "$BASE/.well-known/spin/health" 2>/dev/null; then break; fi
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "tools/serve.sh: $engine exited before serving:" >&2
-    cat "$state/server.log" >&2
+    cat "${SERVE_LOG:-$state/server.log}" >&2
     exit 1
   fi
   sleep 0.2
