@@ -24,7 +24,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean
+.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -56,6 +56,8 @@ test: components
 	$(MAKE) --no-print-directory test-spin
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-contract
+	$(MAKE) --no-print-directory check-deploy
 	@if [ -s target/skipped-suites.txt ]; then \
 	  echo "make test: passed, but $$(wc -l < target/skipped-suites.txt) suite(s) did not run:"; \
 	  sed 's/^/  /' target/skipped-suites.txt; fi
@@ -97,6 +99,28 @@ else
 	@tools/skipped.sh "the API reference page in Chromium (no /usr/bin/chromium: tools/prereqs.sh browser)"
 endif
 
+## test-contract: schemathesis against the served /openapi.json (every check,
+## every phase, two users), on the runner and on real Spin
+test-contract: components runner
+	tools/schemathesis/run.sh runner
+ifneq ($(SPIN),)
+	tools/schemathesis/run.sh spin
+else
+	@tools/skipped.sh "schemathesis on Spin (no spin on PATH)"
+endif
+
+## check-deploy: the deploy/ files: yamllint, the SpinApp CRD (when given),
+## the scale-out rule, variables, and the commands the docs show
+check-deploy: target/deploy-venv/.installed
+	target/deploy-venv/bin/python deploy/check.py
+	target/deploy-venv/bin/python deploy/check.py --self-test
+
+target/deploy-venv/.installed: deploy/requirements.txt
+	rm -rf target/deploy-venv
+	python3 -m venv target/deploy-venv
+	target/deploy-venv/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	touch $@
+
 ## bench: every route under load on loopback (wrk), beside a no-op component and
 ## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s
 ## per scenario. BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
@@ -118,7 +142,7 @@ check-config: runner dev-secret
 ## dev-secret: a development-only jwt_secret in .spin/ when none is given
 dev-secret:
 	@if [ -z "$${SPIN_VARIABLE_JWT_SECRET:-}" ] && [ ! -s $(DEV_SECRET) ]; then \
-	  mkdir -p .spin; (umask 077; head -c 48 /dev/urandom | base64 -w0 > $(DEV_SECRET)); \
+	  mkdir -p .spin; (umask 077; head -c 48 /dev/urandom | base64 | tr -d "\n" > $(DEV_SECRET)); \
 	  echo "Created a development-only jwt_secret in $(DEV_SECRET) (never use it in production)"; fi
 
 ## up: build, check the config, serve on $(LISTEN) (spin when installed); the

@@ -59,16 +59,19 @@ BACKEND = "postgres" if DATABASE_URL else "sqlite"
 USER = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e"
 TICK = os.sysconf("SC_CLK_TCK")
 
-# The Node.js service on the same kind of machine (2 cores, oha c=32), and
-# real Spin serving a no-op component.
+# The Node.js service this app replaces, on PostgreSQL, on this kind of
+# machine (2 cores, c=32, resizes at c=4), and real Spin serving a no-op
+# component there: the figures of the developers' guide.
 NODE = {
     "runtime": "",
-    "noop": "Spin no-op: 11.9k req/s",
-    "post-orders-valid": "7.0k req/s, p99 7.5 ms",
-    "get-order": "6.8k req/s",
-    "resize-json": "104 img/s",
-    "resize-binary": "104 img/s (JSON form)",
-    "isolation": "GET p99 x4.4 while resizing",
+    "noop": "Spin no-op: ~11.9k req/s",
+    "post-orders-valid": "7.6-8.9k req/s, p99 ~11 ms",
+    "post-orders-invalid": "11.6-12.6k req/s",
+    "get-order": "6.0-9.5k req/s",
+    "resize-json": "89-102 img/s at c=4",
+    "resize-binary": "89-102 img/s at c=4",
+    "resize-binary-c4": "89-102 img/s",
+    "isolation": "GET p99 x3-4.4 while resizing",
 }
 
 
@@ -610,8 +613,11 @@ def main():
                        headers=("Content-Type: application/json",))
         bench.scenario("resize-binary", "POST /images/resize (binary, 1 MP -> 256x256 WebP)", server,
                        resize_path, {200}, **resize_args)
+        bench.scenario("resize-binary-c4", "POST /images/resize (binary), 4 clients", server,
+                       resize_path, {200}, connections=4, **resize_args)
     else:
-        for key, form in (("resize-json", "JSON"), ("resize-binary", "binary")):
+        for key, form in (("resize-json", "JSON"), ("resize-binary", "binary"),
+                          ("resize-binary-c4", "binary, 4 clients")):
             bench.skip(key, f"POST /images/resize ({form})", "not built: no images-resize component in spin.toml")
 
     # 5. Isolation: the same GET while resizes saturate the CPU.
@@ -643,7 +649,7 @@ def main():
             "resize_rps_meanwhile": loaded["background"]["rps"],
         }
         say(f"     GET p99 x{isolation['p99_ratio']:.1f} while resizing "
-            f"({loaded['background']['rps']:.0f} img/s meanwhile); Node.js: x4.4")
+            f"({loaded['background']['rps']:.0f} img/s meanwhile); Node.js: x3-4.4")
     else:
         bench.skip("isolation", "GET /orders/:id while resizing", "not built: no images-resize component")
 
@@ -681,9 +687,10 @@ def main():
         "peak_rss_mib": {"app": app_rss, "app_first_start_compiling": compile_rss, "noop": noop_rss},
         "uploads": upload,
         "c1_vs_noop_us": {"healthz_p50_minus_noop_p50": 1000 * (healthz_c1["p50_ms"] - noop_c1["p50_ms"])},
-        "node_js": {"post_orders_rps": 7000, "post_orders_p99_ms": 7.5, "get_order_rps": 6800,
-                    "resize_img_per_s": 104, "isolation_get_p99_ratio": 4.4, "first_response_s": 0.5,
-                    "rss_mb": [220, 370], "spin_noop_rps": 11900},
+        "node_js": {"database": "postgres", "post_orders_rps": [7600, 8900], "post_orders_p99_ms": 11,
+                    "post_orders_invalid_rps": [11600, 12600], "get_order_rps": [6000, 9500],
+                    "resize_img_per_s_c4": [89, 102], "isolation_get_p99_ratio": [3, 4.4],
+                    "first_response_s": 0.5, "rss_mb": [220, 370], "spin_noop_rps": 11900},
         "failures": bench.failures, "wall_s": time.time() - started,
     }
     path = os.path.join(RESULTS, "latest.json" if BACKEND == "sqlite" else f"latest-{BACKEND}.json")
@@ -725,7 +732,7 @@ def git(*args):
 def print_table(results, base):
     rows = results["scenarios"]
     head = ["scenario", "c", "req/s", "p50 ms", "p99 ms", "errors", "% of no-op", f"{ENGINE} CPU",
-            "wrk CPU", "Node.js (2 cores, c=32)"]
+            "wrk CPU", "Node.js on PostgreSQL (2 cores, c=32)"]
     lines = []
     for r in rows:
         if "skipped" in r:
@@ -755,7 +762,7 @@ def print_table(results, base):
     if iso:
         say(f"isolation: GET /orders/:id p99 {iso['get_unloaded_p99_ms']:.2f} ms unloaded, "
             f"{iso['get_loaded_p99_ms']:.2f} ms while resizing: x{iso['p99_ratio']:.1f} "
-            f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   Node.js: x4.4")
+            f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   Node.js: x3-4.4")
     cs = results["cold_start_s"]
     first = "the first start (empty wasmtime cache: compiles every component)"
     say(f"cold start (process start to first 200 on /healthz): {cs['restart']:.3f} s with compiled "
@@ -769,7 +776,7 @@ def print_table(results, base):
         f"{up['sent_mib']:.0f} MiB sent before the answers (socket buffers included), server RSS +{up['rss_growth_mib']:.0f} MiB")
     say(f"GET /healthz at c=1: p50 {results['c1_vs_noop_us']['healthz_p50_minus_noop_p50']:+.0f} us over the no-op's")
     if results["instantiation"]:
-        say("per-request instance cost, in-process p50: a fresh instance (what every request gets) minus a reused "
+        say("per-request instance cost, in-process p50: a request that starts a fresh instance minus one on a reused "
             "one = instantiation plus the guest's per-instance initialisation:")
         for cid, r in results["instantiation"].items():
             if "instantiate_us" in r:

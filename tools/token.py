@@ -4,7 +4,7 @@
 The secret comes from SPIN_VARIABLE_JWT_SECRET, else from the development
 secret `make up` keeps in .spin/jwt_secret. Standard library only.
 
-    make token USER=0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e [TTL=3600]
+    make -s token [SUB=0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e] [TTL=3600]
 """
 import argparse
 import base64
