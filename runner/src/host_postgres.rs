@@ -148,7 +148,10 @@ fn query_failed(e: tokio_postgres::Error) -> Error {
                 extras,
             }))
         }
-        None => Error::QueryFailed(QueryError::Text(e.to_string())),
+        // Spin 4.1 hands over the Debug form of other errors (a dropped
+        // connection reads `Error { kind: Closed, cause: None }`), so the
+        // guest sees the same text here.
+        None => Error::QueryFailed(QueryError::Text(format!("{e:?}"))),
     }
 }
 

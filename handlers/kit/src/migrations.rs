@@ -96,8 +96,10 @@ pub async fn recorded_version<D: Database>(db: &D) -> Result<i64, DbError> {
 async fn apply_locked<D: Database>(db: &D, applied_at: &str) -> Result<usize, DbError> {
     let dialect = db.dialect();
     if dialect == Dialect::Postgres {
+        // `execute`, not `query`: the function returns `void`, a value the
+        // Spin PostgreSQL interface can only hand over as `unsupported`.
         let lock = format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})");
-        db.query(&lock, &[]).await?;
+        db.execute(&lock, &[]).await?;
     }
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (\

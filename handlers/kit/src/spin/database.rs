@@ -238,11 +238,23 @@ fn pg_error(error: pg::Error) -> DbError {
         {
             DbError::Unavailable(e.message)
         }
+        // Other failures come as text: Spin 4.1 gives tokio-postgres's Debug
+        // form (`Error { kind: Closed, cause: None }` for a dropped
+        // connection), hence the case-insensitive match.
         pg::Error::PgError(pg::PgError::QueryFailed(pg::QueryError::Text(message)))
-            if message.contains("connection") || message.contains("closed") || message.contains("timed out") =>
+            if is_connection_failure(&message) =>
         {
             DbError::Unavailable(message)
         }
         other => DbError::Failed(other.to_string()),
     }
+}
+
+/// Whether a PostgreSQL error text says the connection, not the statement,
+/// failed.
+fn is_connection_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["connection", "closed", "timed out", "kind: io"]
+        .iter()
+        .any(|m| message.contains(m))
 }
