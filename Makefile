@@ -24,7 +24,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean
+.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -131,6 +131,13 @@ bench: build bench-tools
 ## (durable commits: fsync on), started and removed by tests/postgres.sh
 bench-postgres: build bench-tools
 	TEST_PG_FSYNC=on tests/postgres.sh sh -c 'SMOKE="$(SMOKE)" BENCH_DATABASE_URL="$$TEST_DATABASE_URL" python3 bench/bench.py'
+
+## cluster: REPLICAS (3) `spin up` replicas behind HAProxy on one PostgreSQL:
+## idempotency across replicas, SIGKILL, drained stop, rolling restart under
+## write load; CLUSTER_BENCH=1 adds throughput at 1..REPLICAS replicas
+cluster: components
+	@tools/prereqs.sh postgres haproxy
+	REPLICAS="$(REPLICAS)" CLUSTER_BENCH="$(CLUSTER_BENCH)" cluster/run.sh
 
 bench-tools:
 	cargo build --profile component $(WASM) -p bench-noop

@@ -4,8 +4,9 @@
 # wasi-libc for the C code in images-resize (libwebp; see .cargo/config.toml).
 # With `postgres`, also the PostgreSQL server binaries that the PostgreSQL
 # half of `make test` starts (tests/postgres.sh); with `browser`, Debian's
-# Chromium for the API reference page's test (tests/browser).
-#   tools/prereqs.sh [postgres] [browser]
+# Chromium for the API reference page's test (tests/browser); with
+# `haproxy`, the load balancer of `make cluster`.
+#   tools/prereqs.sh [postgres] [browser] [haproxy]
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
@@ -20,7 +21,8 @@ for wanted in "$@"; do
   case "$wanted" in
     postgres) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql) ;;
     browser) [ -x /usr/bin/chromium ] || packages+=(chromium) ;;
-    *) echo "prereqs: unknown extra $wanted (postgres, browser)" >&2; exit 2 ;;
+    haproxy) command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || packages+=(haproxy) ;;
+    *) echo "prereqs: unknown extra $wanted (postgres, browser, haproxy)" >&2; exit 2 ;;
   esac
 done
 [ ${#packages[@]} -eq 0 ] && exit 0
