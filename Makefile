@@ -47,7 +47,8 @@ handlers/docs/web/node_modules/.package-lock.json: handlers/docs/web/package-loc
 
 ## test: native unit tests, the runner's own tests, and the component suite
 ## over HTTP on the runner and on real `spin up` (when `spin` is on PATH),
-## first on SQLite, then on a throwaway PostgreSQL server
+## first on SQLite, then on a throwaway PostgreSQL server; then the docs page
+## in Chromium, schemathesis, the deploy/ checks and the 3-replica cluster
 test: components
 	@tools/prereqs.sh postgres
 	@rm -f target/skipped-suites.txt
@@ -58,6 +59,7 @@ test: components
 	$(MAKE) --no-print-directory test-browser
 	$(MAKE) --no-print-directory test-contract
 	$(MAKE) --no-print-directory check-deploy
+	$(MAKE) --no-print-directory cluster
 	@if [ -s target/skipped-suites.txt ]; then \
 	  echo "make test: passed, but $$(wc -l < target/skipped-suites.txt) suite(s) did not run:"; \
 	  sed 's/^/  /' target/skipped-suites.txt; fi
