@@ -756,7 +756,8 @@ def print_table(results, base):
     for line in lines:
         say(fmt(line))
     if any(r.get("cpu_other_pct", 0) > 25 for r in rows):
-        say("* other processes used more than a quarter of a core during this scenario: its numbers are low")
+        say("* other processes used more than a quarter of a core during this scenario (with make bench-postgres, "
+            "mostly the PostgreSQL server the route uses; otherwise its numbers are low)")
     say("")
     iso = results["isolation"]
     if iso:

@@ -52,16 +52,18 @@ def drain(sock_path, server, timeout):
     stickiness), so a drained server gets no new request even on a client's
     kept-alive connection; scur counts the requests it is serving now. Seen
     at 0 twice, 50 ms apart, so a request that was assigned the instant
-    before the drain is counted too. Returns seconds waited."""
+    before the drain is counted too. Returns (seconds waited, requests in
+    flight when the drain began)."""
     backend, name = server.split("/")
     set_state(sock_path, server, "drain")
     t0 = time.monotonic()
-    zero_seen = 0
+    zero_seen, first = 0, None
     while True:
         scur = int(servers(sock_path, backend)[name]["scur"] or 0)
+        first = scur if first is None else first
         zero_seen = zero_seen + 1 if scur == 0 else 0
         if zero_seen >= 2:
-            return time.monotonic() - t0
+            return time.monotonic() - t0, first
         if time.monotonic() - t0 > timeout:
             raise TimeoutError(f"{server} still has {scur} request(s) in flight after {timeout} s")
         time.sleep(0.05)
@@ -92,7 +94,8 @@ def main():
     a = p.parse_args()
     try:
         if a.drain:
-            print(f"{a.drain}: drained (0 in flight) after {drain(a.socket, a.drain, a.timeout):.2f} s")
+            seconds, in_flight = drain(a.socket, a.drain, a.timeout)
+            print(f"{a.drain}: drained: {in_flight} request(s) in flight, 0 after {seconds:.2f} s")
         elif a.ready:
             print(f"{a.ready}: UP {ready(a.socket, a.ready, a.timeout):.2f} s after `state ready`")
         elif a.command:

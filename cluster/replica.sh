@@ -76,14 +76,19 @@ case "$action" in
     # The first start on a machine compiles every component (minutes on 2
     # busy cores); later starts load them from wasmtime's cache.
     t0=$SECONDS
-    until curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$port/healthz" 2>/dev/null; do
+    status=
+    until [ "$status" = 200 ]; do
       if ! alive; then
         echo "replica.sh: r$i exited before serving:" >&2
         tail -n 20 "$dir/spin.log" >&2
         exit 1
       fi
-      if [ $((SECONDS - t0)) -gt 600 ]; then echo "replica.sh: r$i not healthy after 600 s" >&2; exit 1; fi
+      if [ $((SECONDS - t0)) -gt 600 ]; then
+        echo "replica.sh: r$i not healthy after 600 s; the last GET /healthz: ${status:-no answer} $(cat "$dir/healthz" 2>/dev/null)" >&2
+        exit 1
+      fi
       sleep 0.05
+      status=$(curl -s -o "$dir/healthz" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/healthz" 2>/dev/null || true)
     done
     "${hactl[@]}" --ready "$server" --timeout 10 >/dev/null
     echo "r$i: serving on 127.0.0.1:$port, UP in HAProxy ($((SECONDS - t0)) s)"

@@ -18,6 +18,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 replicas=${REPLICAS:-3}
+# Debian puts haproxy in /usr/sbin, which a non-root PATH may lack.
+PATH=$PATH:/usr/sbin
+# The scripts import each other and bench/bench.py: no __pycache__ in the tree.
+export PYTHONDONTWRITEBYTECODE=1
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -47,9 +51,9 @@ if [ "${1:-}" != --with-database ]; then
     exit 0
   fi
   # The components come from `make components`; this target never builds.
-  for wasm in $(sed -n 's/^source = "\(.*\)"$/\1/p' spin.toml); do
+  while read -r wasm; do
     [ -f "$wasm" ] || { echo "cluster/run.sh: $wasm is missing: run make components first" >&2; exit 1; }
-  done
+  done < <(sed -n 's/^source = "\(.*\)"$/\1/p' spin.toml)
   # One PostgreSQL for every replica, with durable commits (fsync on, as in
   # production and make bench-postgres), on a free port; tests/postgres.sh
   # starts it, runs the rest of this script, then stops and deletes it.
@@ -65,14 +69,14 @@ cleanup() {
   trap - EXIT INT TERM
   if [ "$rc" != 0 ]; then
     echo "cluster/run.sh: failed ($rc); the last lines of each log:" >&2
-    for log in "$CLUSTER_DIR"/haproxy.log "$CLUSTER_DIR"/r*/spin.log; do
+    for log in "$CLUSTER_DIR"/haproxy.log "$CLUSTER_DIR"/r*/spin.log "$CLUSTER_DIR"/r*/state/logs/*; do
       [ -f "$log" ] && { echo "== ${log#"$CLUSTER_DIR"/}" >&2; tail -n 15 "$log" >&2; }
     done
   fi
   # Every replica and HAProxy runs in its own session (setsid): signal each
   # process group, give them 5 s, then SIGKILL what is left.
   for pidfile in "$CLUSTER_DIR"/r*/pid "$CLUSTER_DIR"/haproxy.pid; do
-    [ -s "$pidfile" ] && kill -TERM -- "-$(cat "$pidfile")" 2>/dev/null || true
+    if [ -s "$pidfile" ]; then kill -TERM -- "-$(cat "$pidfile")" 2>/dev/null || true; fi
   done
   for _ in $(seq 1 50); do
     pgrep -g "$(cat "$CLUSTER_DIR"/r*/pid "$CLUSTER_DIR"/haproxy.pid 2>/dev/null | paste -sd, -)" \
@@ -128,7 +132,9 @@ done
 #   replaying a POST without an Idempotency-Key would create a second one.
 #   (HAProxy 2.6 docs: "it is very dangerous to use any retry-on value
 #   beside conn-failure and none" without replay protection.)
-# - X-Served-By: which replica answered, for the tests' accounting.
+# - X-Served-By: which replica answered, for the tests' accounting; and
+#   X-Pin-Replica: rN, a test hook that sends a request to one replica (the
+#   graceful-stop test puts slow requests on the replica it then drains).
 # - log only notices and up (server UP/DOWN), not every request: the
 #   throughput runs would pay for the request lines.
 cat >"$CLUSTER_DIR/haproxy.cfg" <<CFG
@@ -159,6 +165,7 @@ backend app
     http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
     default-server check inter 500ms fall 2 rise 1
+    use-server %[req.hdr(x-pin-replica)] if { req.hdr(x-pin-replica) -m found }
     http-response set-header X-Served-By %[srv_name]
 $(for i in $(seq 1 "$replicas"); do echo "    server r$i 127.0.0.1:$(cat "$CLUSTER_DIR/r$i/port")"; done)
 CFG

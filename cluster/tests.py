@@ -6,7 +6,8 @@
    the replicas, create exactly one order;
 2. a replica SIGKILLed under write load: HAProxy routes around it, every
    acknowledged order is readable, the only failures are the requests that
-   were in flight to it, answered by HAProxy (never a 500 from the app);
+   were in flight to it, failed at HAProxy (a 502 or a closed connection,
+   never a 500 from the app);
 3. a replica stopped the graceful way (cluster/replica.sh stop: drain in
    HAProxy, then SIGTERM) under write load: no request fails. Before it, as
    evidence and not a test, what a raw SIGTERM does to Spin 4.1;
@@ -21,8 +22,10 @@ import glob
 import http.client
 import json
 import os
+import re
 import shlex
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -66,6 +69,17 @@ def replica(action, i):
         say("   " + out.replace("\n", "\n   "))
     if p.returncode != 0:
         raise RuntimeError(f"cluster/replica.sh {action} {i} failed ({p.returncode})")
+    return out
+
+
+def signal_replica(i, sig):
+    """Signals replica i's process group from here, so the moment is exact;
+    replica.sh kill/term then waits until it is gone. Returns that moment."""
+    with open(os.path.join(CLUSTER_DIR, f"r{i}", "pid")) as f:
+        pgid = int(f.read())
+    t = time.monotonic()
+    os.killpg(pgid, sig)
+    return t
 
 
 def replica_port(i):
@@ -246,12 +260,16 @@ def big_png(side=6000):
 PNG = big_png()
 
 
-def resize(port, out):
-    """One slow request; appends its outcome to `out`."""
+def resize(port, out, pin=None):
+    """One slow request (through HAProxy to replica `pin` when given);
+    appends its outcome to `out`."""
     rec = {"t0": time.monotonic()}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "image/png"}
+    if pin:
+        headers["X-Pin-Replica"] = pin
     try:
-        conn.request("POST", "/images/resize/raw?width=256&height=256", PNG, {"Content-Type": "image/png"})
+        conn.request("POST", "/images/resize/raw?width=256&height=256", PNG, headers)
         resp = conn.getresponse()
         resp.read()
         rec.update(status=resp.status, served_by=resp.getheader("x-served-by"),
@@ -331,7 +349,7 @@ def test_crash(victim, seconds=5.0, kill_at=2.0):
     load = Load(tag="crash").start()
     t0 = time.monotonic()
     sleep_until(t0 + kill_at)
-    t_kill = time.monotonic()
+    t_kill = signal_replica(victim, signal.SIGKILL)
     replica("kill", victim)
     t_down = wait_status(name, "DOWN")
     sleep_until(t0 + seconds)
@@ -342,12 +360,18 @@ def test_crash(victim, seconds=5.0, kill_at=2.0):
     missing = unreadable(ok)
     lost_keys = [r["key"] for r in failed]
     stored = committed(lost_keys)
-    timing = ", ".join(f"{classify(r)} {r.get('status', r.get('error'))} sent {1000 * (r['t0'] - t_kill):+.0f} ms"
-                       for r in sorted(failed, key=lambda r: r["t0"]))
+    what = {}
+    for r in failed:
+        w = str(r.get("status", r.get("error")))
+        what[w] = what.get(w, 0) + 1
+    timing = (f"{what}, sent {1000 * (min(r['t0'] for r in failed) - t_kill):+.0f}.."
+              f"{1000 * (max(r['t0'] for r in failed) - t_kill):+.0f} ms from the kill, ended "
+              f"{1000 * (min(r['t1'] for r in failed) - t_kill):+.0f}..{1000 * (max(r['t1'] for r in failed) - t_kill):+.0f} ms"
+              if failed else "-")
     check(f"2. SIGKILL {name} under write load ({LOAD_THREADS} threads, {seconds:.0f} s, kill at {kill_at:.0f} s)",
           len(ok) > 0 and len(failed) <= LOAD_THREADS and kinds.get("app", 0) == 0 and not late
           and not after_down and not missing,
-          f"{len(ok)} x 201 ({by_server}), {len(failed)} failed {kinds} [{timing}], "
+          f"{len(ok)} x 201 ({by_server}), {len(failed)} failed {kinds}: {timing}; "
           f"{len(late)} failed after HAProxy marked it DOWN ({1000 * (t_down - t_kill):.0f} ms after the kill); "
           f"{len(ok) - len(missing)}/{len(ok)} acknowledged orders readable; "
           f"of the failed, {stored} were committed anyway (the answer was lost, the order was not)")
@@ -366,7 +390,7 @@ def evidence_raw_sigterm(victim, seconds=3.0, term_at=1.0, slow=4):
     sleep_until(t0 + term_at - 0.4)
     ts = threads(resize, slow, replica_port(victim), direct)
     sleep_until(t0 + term_at)
-    t_term = time.monotonic()
+    t_term = signal_replica(victim, signal.SIGTERM)
     replica("term", victim)
     t_gone = time.monotonic()
     for t in ts:
@@ -384,40 +408,35 @@ def evidence_raw_sigterm(victim, seconds=3.0, term_at=1.0, slow=4):
             "load_failed": len(failed)}
 
 
-def test_graceful_stop(victim, seconds=4.0, stop_at=1.5, slow_threads=2):
+def test_graceful_stop(victim, seconds=4.0, stop_at=1.5, slow=3):
     """cluster/replica.sh stop = the preStop hook: drain in HAProxy, wait for
-    0 requests in flight to it, then SIGTERM. Under write load plus a few
-    slow resizes through HAProxy (so the drain has something to wait for),
-    no request may fail."""
+    0 requests in flight to it, then SIGTERM. Under write load, and with
+    slow resizes pinned to the victim just before (so the drain has
+    requests to wait for), no request may fail."""
     name = f"r{victim}"
     load = Load(tag="drain").start()
     slow_out = []
-    slow_stop = threading.Event()
-
-    def slow_loop():
-        while not slow_stop.is_set():
-            resize(PORT, slow_out)
-
-    slow = threads(slow_loop, slow_threads)
     t0 = time.monotonic()
+    sleep_until(t0 + stop_at - 0.2)
+    pinned = threads(resize, slow, PORT, slow_out, name)
     sleep_until(t0 + stop_at)
     t_stop = time.monotonic()
-    replica("stop", victim)
+    out = replica("stop", victim)
     t_stopped = time.monotonic()
     sleep_until(t0 + seconds)
-    slow_stop.set()
     results = load.stop()
-    for t in slow:
+    for t in pinned:
         t.join()
     ok, failed, kinds, by_server = summary(results)
-    slow_failed = [r for r in slow_out if r.get("status") != 200]
-    slow_on_victim = sum(r.get("served_by") == name for r in slow_out)
+    slow_ok = sum(r.get("status") == 200 and r.get("served_by") == name for r in slow_out)
+    m = re.search(r"drained: (\d+) request", out)
+    in_flight = int(m.group(1)) if m else 0
     after = [r for r in ok if r["t0"] > t_stopped and r["served_by"] == name]
     missing = unreadable(ok)
-    check(f"3. graceful stop of {name} (drain, then SIGTERM) under write load + {slow_threads} resize loops",
-          len(ok) > 0 and not failed and not slow_failed and not after and not missing,
-          f"{len(ok)} x 201 ({by_server}), {len(failed)} failed; resizes: {len(slow_out)} "
-          f"({slow_on_victim} on {name}), {len(slow_failed)} failed; drain + stop took "
+    check(f"3. graceful stop of {name} (drain, then SIGTERM) under write load",
+          len(ok) > 0 and not failed and slow_ok == slow and in_flight > 0 and not after and not missing,
+          f"{len(ok)} x 201 ({by_server}), {len(failed)} failed; {in_flight} request(s) in flight to {name} "
+          f"when the drain began, {slow_ok}/{slow} slow resizes on it answered 200; drain + SIGTERM + exit "
           f"{t_stopped - t_stop:.2f} s; {len(ok) - len(missing)}/{len(ok)} acknowledged orders readable")
     replica("start", victim)
 

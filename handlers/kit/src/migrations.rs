@@ -60,23 +60,71 @@ pub async fn migrate<D: Database>(db: &D, applied_at: &str) -> Result<usize, DbE
     if recorded_version(db).await.ok() == Some(latest(dialect)) {
         return Ok(0);
     }
-    if dialect == Dialect::Sqlite {
-        // Readers never wait for the writer, and one fsync per commit. The
-        // mode lives in the file; it cannot change inside a transaction, and
-        // hosts that manage the file themselves may refuse it: best effort.
-        let _ = db.query("PRAGMA journal_mode = WAL", &[]).await;
+    match dialect {
+        Dialect::Sqlite => {
+            // SQLite's busy handler sleeps inside the host call, and under
+            // Spin a host call can hold up the other requests of the same
+            // instance: one waiting there for the lock that another request
+            // of its own instance holds (mid-migration, between two host
+            // calls) waits out the whole busy timeout and fails. So the two
+            // statements that may wait for the lock fail at once instead
+            // (busy_timeout 0) and wait between tries with `pause`.
+            db.query("PRAGMA busy_timeout = 0", &[]).await?;
+            // Readers never wait for the writer, and one fsync per commit.
+            // The mode lives in the file; it cannot change inside a
+            // transaction, and hosts that manage the file themselves may
+            // refuse it: best effort.
+            let _ = retry_while_locked(db, WAL_TRIES, || db.query("PRAGMA journal_mode = WAL", &[])).await;
+            let begun = retry_while_locked(db, BEGIN_TRIES, || db.execute("BEGIN IMMEDIATE", &[])).await;
+            // Inside the transaction, waits are short and never for a
+            // request of this instance: the host's own busy timeout again.
+            db.query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"), &[])
+                .await?;
+            begun?;
+        }
+        Dialect::Postgres => {
+            db.execute("BEGIN", &[]).await?;
+        }
     }
-    let begin = match dialect {
-        Dialect::Sqlite => "BEGIN IMMEDIATE",
-        Dialect::Postgres => "BEGIN",
-    };
-    db.execute(begin, &[]).await?;
     let applied = apply_locked(db, applied_at).await;
     let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = db.execute(end, &[]).await;
     let applied = applied?;
     ended?;
     Ok(applied)
+}
+
+/// The busy timeout a Spin SQLite connection opens with (rusqlite's
+/// default), restored after the lock is taken.
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Tries at the WAL switch (best effort) and at taking the write lock:
+/// waits of 1, 2, 4 ... 50 ms between them, about 1 s and 20 s in all.
+const WAL_TRIES: u32 = 25;
+const BEGIN_TRIES: u32 = 400;
+
+/// Runs `op` until it is not refused for a lock held elsewhere, pausing
+/// between tries; the last refusal is the error after `tries`.
+async fn retry_while_locked<D: Database, T>(
+    db: &D,
+    tries: u32,
+    op: impl AsyncFn() -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let mut wait = 1;
+    let mut tried = 1;
+    loop {
+        match op().await {
+            Err(DbError::Unavailable(message)) if tried < tries && is_locked(&message) => {
+                db.pause(wait).await;
+                wait = (wait * 2).min(50);
+                tried += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+fn is_locked(message: &str) -> bool {
+    message.contains("locked") || message.contains("busy")
 }
 
 /// The highest version `schema_migrations` records (an error when there is

@@ -81,4 +81,11 @@ pub trait Database {
 
     /// Runs a query; returns its rows, each as values in column order.
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, DbError>;
+
+    /// Waits `millis` without holding anything the host needs, so that
+    /// other requests of the same instance run meanwhile (the migrations
+    /// wait this way for a lock). The default returns at once.
+    async fn pause(&self, millis: u64) {
+        let _ = millis;
+    }
 }

@@ -37,10 +37,13 @@ pub const MAX_IMAGE_BYTES: usize = crate::contract::IMAGE_LIMIT;
 /// likely decompression bomb.
 pub const MAX_PIXELS: u64 = 40_000_000;
 
-/// The most memory one request's pixel buffers may need at once. The runner
-/// gives each instance 256 MiB of linear memory; the rest is for the code,
-/// the body (up to 14 MiB of JSON, its parsed string and the decoded image)
-/// and the allocator's slack. [`resize`] estimates the peak from the header
+/// The most memory one request's pixel buffers may need at once. Spin 4.1
+/// sets no per-instance limit by default (its pooling allocator allows
+/// 4 GiB), but hosts do (`--max-instance-memory`; Akamai Functions: 128 MiB)
+/// and an instance may serve several requests at once, so each request
+/// keeps to its own budget, leaving room for the code, the body (up to
+/// 14 MiB of JSON, its parsed string and the decoded image) and the
+/// allocator's slack. [`resize`] estimates the peak from the header
 /// and the plan, before decoding, and refuses what would not fit: a 40 MP
 /// JPEG fits for thumbnails but not for a 4096x4096 output, a 16-bit RGBA
 /// PNG fits up to about 16 MP. It also bounds what a decoder may allocate.

@@ -96,6 +96,15 @@ impl Database for InstanceDatabase {
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, DbError> {
         self.run(async |c: &SpinDatabase| c.query(sql, params).await).await
     }
+
+    async fn pause(&self, millis: u64) {
+        pause(millis).await;
+    }
+}
+
+/// A timer the host runs: the instance's other requests go on meanwhile.
+async fn pause(millis: u64) {
+    spin_sdk::wasip3::clocks::monotonic_clock::wait_for(millis * 1_000_000).await;
 }
 
 /// Opens the configured database and migrates it.
@@ -123,6 +132,10 @@ impl Database for SpinDatabase {
             SpinDatabase::Sqlite(_) => Dialect::Sqlite,
             SpinDatabase::Postgres(_) => Dialect::Postgres,
         }
+    }
+
+    async fn pause(&self, millis: u64) {
+        pause(millis).await;
     }
 
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, DbError> {
