@@ -40,13 +40,23 @@ fn params(values: &[SqlValue]) -> Vec<RValue> {
         .collect()
 }
 
+/// As the Spin adapter maps them: a lock held elsewhere is `Unavailable`.
 fn failed(e: rusqlite::Error) -> DbError {
-    DbError::Failed(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            DbError::Unavailable(e.to_string())
+        }
+        _ => DbError::Failed(e.to_string()),
+    }
 }
 
 impl Database for Sqlite {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    async fn pause(&self, millis: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(millis));
     }
 
     async fn execute(&self, sql: &str, values: &[SqlValue]) -> Result<u64, DbError> {
