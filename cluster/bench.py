@@ -14,7 +14,6 @@ Environment: CLUSTER_BENCH_SECONDS (10), CLUSTER_BENCH_CONNECTIONS (32).
 import importlib.util
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -30,12 +29,7 @@ _spec = importlib.util.spec_from_file_location("project_bench", os.path.join(ROO
 project = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(project)
 
-CLUSTER_DIR = os.environ["CLUSTER_DIR"]
-with open(os.path.join(CLUSTER_DIR, "cluster.env")) as f:
-    ENV = dict(shlex.split(line)[0].split("=", 1) for line in f if line.strip())
-PORT = int(ENV["HAPROXY_PORT"])
-SOCK = ENV["HAPROXY_SOCK"]
-REPLICAS = int(ENV["REPLICAS"])
+from clusterenv import CLUSTER_DIR, ENV, PORT, REPLICAS, SOCK  # noqa: E402
 SECONDS = int(os.environ.get("CLUSTER_BENCH_SECONDS", "10"))
 WARMUP = 2
 CONNECTIONS = int(os.environ.get("CLUSTER_BENCH_CONNECTIONS", "32"))

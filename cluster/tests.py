@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import struct
@@ -38,12 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "cluster"))
 import hactl  # noqa: E402
 
-CLUSTER_DIR = os.environ["CLUSTER_DIR"]
-with open(os.path.join(CLUSTER_DIR, "cluster.env")) as f:
-    ENV = dict(shlex.split(line)[0].split("=", 1) for line in f if line.strip())
-PORT = int(ENV["HAPROXY_PORT"])
-SOCK = ENV["HAPROXY_SOCK"]
-REPLICAS = int(ENV["REPLICAS"])
+from clusterenv import CLUSTER_DIR, ENV, PORT, REPLICAS, SOCK  # noqa: E402
 DATABASE_URL = ENV["DATABASE_URL"]
 LOAD_THREADS = 8
 FAILURES = []
