@@ -297,6 +297,20 @@ class Server:
     def peak_rss_mib(self):
         return peak_rss_mib(self.proc.pid)
 
+    def settle(self, limit=60.0):
+        """Waits until the server is idle: under 5% of a core over 200 ms.
+        When a wrk run ends, the server still finishes the requests in flight
+        (32 resizes take seconds); the next scenario must not start behind
+        them. Returns the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit:
+            before = self.cpu()
+            time.sleep(0.2)
+            if self.cpu() - before <= 1.5 / TICK:  # at most one clock tick
+                return time.monotonic() - t0
+        say(f"     note: {ENGINE} was still busy {limit:.0f} s after the previous scenario")
+        return time.monotonic() - t0
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -371,8 +385,10 @@ class Bench:
         c = connections or CONNECTIONS
         n = len(self.rows) + 1
         say(f"[{n:2}] {title}: c={c}, {SECONDS} s{' (+ warm-up)' if WARMUP else ''} ...")
+        server.settle()
         if WARMUP:
             self.collect(*self.wrk(server.port, path, c, WARMUP, method, body, headers, paths, key))
+            server.settle()
         background = during() if during else None
         cpu0, kids0, (busy0, _) = server.cpu(), children_cpu(), machine_cpu()
         t0 = time.monotonic()
