@@ -1,6 +1,6 @@
 //! Test images, made in code rather than committed. Shared by the native
 //! tests (`imaging/tests.rs`) and the component tests
-//! (`tests/tests/images_resize.rs`, which includes this file by path).
+//! (`tests/tests/suite/images_resize.rs`, which includes this file by path).
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;

@@ -1,0 +1,20 @@
+//! The component suite: every route's real `.wasm` over HTTP, on the runner or
+//! on real `spin up` (`TEST_ENGINE`), one module per concern.
+//!
+//! One test binary rather than one per file: each binary links wasmtime, so
+//! twelve of them cost twelve links and 7 GiB of `target/` for no isolation
+//! the harness does not already give (every test starts its own server with
+//! its own state directory and database).
+
+mod auth;
+mod concurrency;
+mod docs;
+mod engines_agree;
+mod healthz;
+mod images_resize;
+mod keep_alive;
+mod migrations;
+mod openapi;
+mod orders_create;
+mod orders_get;
+mod postgres_outage;
