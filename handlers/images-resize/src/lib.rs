@@ -12,7 +12,9 @@ use spin_sdk::http_service;
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
     let contract = kit::contract::resize_route(request.uri().path());
     kit::spin::serve(contract, request, async |ctx: &Ctx, request: ResizeRequest| {
-        route::resize(ctx, request)
+        // Gives Spin's worker back between stages and encoder rows, so
+        // cheap routes are not queued behind a resize.
+        route::resize(ctx, request, &mut kit::spin::give_way)
     })
     .await
 }

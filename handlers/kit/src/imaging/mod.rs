@@ -164,6 +164,13 @@ impl std::fmt::Display for ImagingError {
 
 /// Decodes `input`, resizes it per `params` and encodes the result.
 pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
+    resize_with(input, params, &mut || ())
+}
+
+/// [`resize`], calling `pause` between stages and while encoding WebP (every
+/// few milliseconds of work). A host that runs a guest on one thread until it
+/// returns (Spin) can use it to serve other requests in between.
+pub fn resize_with(input: &[u8], params: &Params, pause: &mut dyn FnMut()) -> Result<Resized, ImagingError> {
     if input.len() > MAX_IMAGE_BYTES {
         return Err(ImagingError::TooManyBytes(input.len()));
     }
@@ -200,6 +207,7 @@ pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
         Some(smaller) => smaller,
         None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
     };
+    pause();
     let (width, height) = (image.width(), image.height());
     let (pixels, pixel_type) = if keep_alpha {
         (image.into_rgba8().into_raw(), PixelType::U8x4)
@@ -223,6 +231,7 @@ pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
             .map_err(internal)?;
         target.into_vec()
     };
+    pause();
     let canvas = if (canvas_w, canvas_h) == (content_w, content_h) {
         content
     } else {
@@ -241,7 +250,7 @@ pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
     .ok_or_else(|| ImagingError::Encode("pixel buffer size".into()))?;
     out.apply_orientation(orientation);
     let (width, height) = (out.width(), out.height());
-    let bytes = encode(&out, params)?;
+    let bytes = encode(&out, params, pause)?;
     Ok(Resized {
         bytes,
         format: params.format,
@@ -312,7 +321,7 @@ fn letterbox(content: &[u8], (w, h): (u32, u32), (cw, ch): (u32, u32), channels:
     canvas
 }
 
-fn encode(image: &DynamicImage, params: &Params) -> Result<Vec<u8>, ImagingError> {
+fn encode(image: &DynamicImage, params: &Params, pause: &mut dyn FnMut()) -> Result<Vec<u8>, ImagingError> {
     let (w, h) = (image.width(), image.height());
     let alpha = image.color().has_alpha();
     let color = if alpha {
@@ -322,7 +331,7 @@ fn encode(image: &DynamicImage, params: &Params) -> Result<Vec<u8>, ImagingError
     };
     let mut out = Vec::new();
     let written = match params.format {
-        Format::Webp => return webp::encode(image.as_bytes(), w, h, alpha, params.quality),
+        Format::Webp => return webp::encode(image.as_bytes(), (w, h), alpha, params.quality, pause),
         Format::Jpeg => {
             JpegEncoder::new_with_quality(&mut out, params.quality).write_image(image.as_bytes(), w, h, color)
         }

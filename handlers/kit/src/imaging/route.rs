@@ -40,8 +40,9 @@ const BASE64_IN: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Resizes the image of an admitted request.
-pub fn resize(ctx: &Ctx, request: ResizeRequest) -> Result<Response<Bytes>, Problem> {
+/// Resizes the image of an admitted request; `pause` as in
+/// [`super::resize_with`].
+pub fn resize(ctx: &Ctx, request: ResizeRequest, pause: &mut dyn FnMut()) -> Result<Response<Bytes>, Problem> {
     let (image, binary) = match (&ctx.raw, &request.image_data) {
         (Some(raw), _) => (Cow::Borrowed(raw.bytes.as_ref()), true),
         (None, Some(text)) => (Cow::Owned(decode_base64(text)?), false),
@@ -60,7 +61,7 @@ pub fn resize(ctx: &Ctx, request: ResizeRequest) -> Result<Response<Bytes>, Prob
         format,
         quality: request.quality.unwrap_or(DEFAULT_QUALITY),
     };
-    let resized = super::resize(&image, &params).map_err(|e| {
+    let resized = super::resize_with(&image, &params, pause).map_err(|e| {
         if matches!(e, ImagingError::Encode(_)) {
             ctx.log
                 .error("image encoding failed", &[("error", serde_json::json!(e.to_string()))]);

@@ -102,6 +102,24 @@ fn every_fit_gives_the_documented_size_in_every_format() {
 }
 
 #[test]
+fn resize_with_pauses_between_stages_and_while_encoding_webp() {
+    // A host that cannot preempt the guest relies on these pauses (Spin: the
+    // images-resize component yields its thread there), so none may go.
+    let input = jpeg(&gradient(1024, 1024));
+    let count = |format| {
+        let mut pauses = 0;
+        let plain = resize(&input, &params(256, 256, Fit::Cover, format)).unwrap();
+        let paused = resize_with(&input, &params(256, 256, Fit::Cover, format), &mut || pauses += 1).unwrap();
+        assert_eq!(plain.bytes, paused.bytes, "pausing must not change the output");
+        pauses
+    };
+    // After decoding, after resizing; then libwebp's hook, at least once per
+    // row of 16-pixel macroblocks (256 / 16).
+    assert!(count(Format::Webp) >= 2 + 16, "{}", count(Format::Webp));
+    assert_eq!(count(Format::Png), 2);
+}
+
+#[test]
 fn extreme_boxes() {
     let input = jpeg(&gradient(300, 200));
     for (w, h) in [(1, 1), (1, 4096), (4096, 1), (4096, 4096)] {
@@ -482,7 +500,7 @@ fn send(request: Request<Bytes>) -> (Response<Bytes>, Option<Value>) {
         head,
         body,
         Ok(Config::default()),
-        async |ctx: &Ctx, request: ResizeRequest| route::resize(ctx, request),
+        async |ctx: &Ctx, request: ResizeRequest| route::resize(ctx, request, &mut || ()),
     ));
     let value = serde_json::from_slice(response.body()).ok();
     (response, value)

@@ -37,6 +37,17 @@ where
         .map(Full::new)
 }
 
+/// Gives the thread back to Spin for a moment, for CPU-bound work to call
+/// every few milliseconds. Spin runs a guest on a host worker thread until it
+/// returns or waits; on a 2-core host a few resizes would hold every worker
+/// while cheap requests queue behind them. `thread.yield` suspends this task
+/// and wasmtime hands control back to the async runtime, which runs the
+/// requests that are ready, then resumes it. A cancelled request (the client
+/// went away) resumes too: the work is bounded and its answer is dropped.
+pub fn give_way() {
+    spin_sdk::wit_bindgen::yield_blocking();
+}
+
 struct Incoming<B>(B);
 
 impl<B> BodySource for Incoming<B>
