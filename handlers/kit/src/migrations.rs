@@ -113,7 +113,7 @@ async fn retry_while_locked<D: Database, T>(
     let mut tried = 1;
     loop {
         match op().await {
-            Err(DbError::Unavailable(message)) if tried < tries && is_locked(&message) => {
+            Err(DbError::Locked(_)) if tried < tries => {
                 db.pause(wait).await;
                 wait = (wait * 2).min(50);
                 tried += 1;
@@ -121,10 +121,6 @@ async fn retry_while_locked<D: Database, T>(
             outcome => return outcome,
         }
     }
-}
-
-fn is_locked(message: &str) -> bool {
-    message.contains("locked") || message.contains("busy")
 }
 
 /// The highest version `schema_migrations` records (an error when there is

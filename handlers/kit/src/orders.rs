@@ -220,7 +220,7 @@ fn corrupt(column: usize) -> DbError {
 pub fn store_problem(ctx: &Ctx, error: DbError) -> Problem {
     ctx.log.error("store failed", &[("error", json!(error.to_string()))]);
     match error {
-        DbError::Unavailable(_) => Problem::new(
+        DbError::Unavailable(_) | DbError::Locked(_) => Problem::new(
             ProblemKind::DependencyUnavailable,
             "the database is not answering; retry later",
         ),

@@ -53,6 +53,10 @@ pub enum Dialect {
 pub enum DbError {
     /// The database cannot be reached, timed out, or refused us: `503`.
     Unavailable(String),
+    /// Another connection holds the lock the statement needs (SQLite's busy
+    /// or locked): `503` to a client, but worth retrying in place, as the
+    /// migrations do. Set by the adapters, which know the driver's codes.
+    Locked(String),
     /// A unique constraint refused the row.
     Conflict(String),
     /// Anything else (a bad statement, missing table, corrupt row): `500`.
@@ -63,6 +67,7 @@ impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DbError::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            DbError::Locked(e) => write!(f, "database locked: {e}"),
             DbError::Conflict(e) => write!(f, "constraint violated: {e}"),
             DbError::Failed(e) => write!(f, "database error: {e}"),
         }

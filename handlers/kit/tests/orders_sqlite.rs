@@ -40,12 +40,10 @@ fn params(values: &[SqlValue]) -> Vec<RValue> {
         .collect()
 }
 
-/// As the Spin adapter maps them: a lock held elsewhere is `Unavailable`.
+/// As the Spin adapter maps them: a lock held elsewhere is `Locked`.
 fn failed(e: rusqlite::Error) -> DbError {
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            DbError::Unavailable(e.to_string())
-        }
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => DbError::Locked(e.to_string()),
         _ => DbError::Failed(e.to_string()),
     }
 }

@@ -66,7 +66,8 @@ impl InstanceDatabase {
     async fn run<T>(&self, op: impl AsyncFn(&SpinDatabase) -> Result<T, DbError>) -> Result<T, DbError> {
         let (connection, fresh) = self.connection().await?;
         match op(&connection).await {
-            Err(DbError::Unavailable(_)) if !fresh => {
+            // Locked too: the retry is a second wait for the lock.
+            Err(DbError::Unavailable(_) | DbError::Locked(_)) if !fresh => {
                 KEPT.with(|k| {
                     let mut kept = k.borrow_mut();
                     if kept.as_ref().is_some_and(|c| Rc::ptr_eq(c, &connection)) {
@@ -206,8 +207,9 @@ fn from_sqlite(value: sqlite::Value) -> SqlValue {
 fn sqlite_error(error: sqlite::Error) -> DbError {
     match error {
         sqlite::Error::Io(message) if message.contains("UNIQUE constraint") => DbError::Conflict(message),
+        // Spin's host hands SQLite's errors over as text only.
         sqlite::Error::Io(message) if message.contains("locked") || message.contains("busy") => {
-            DbError::Unavailable(message)
+            DbError::Locked(message)
         }
         sqlite::Error::DatabaseFull => DbError::Unavailable("database full".into()),
         other => DbError::Failed(other.to_string()),
