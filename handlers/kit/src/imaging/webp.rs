@@ -61,7 +61,10 @@ pub(super) fn encode(
         let encoded = imported != 0 && libwebp_sys::WebPEncode(&config, &mut picture) != 0;
         let error = picture.error_code;
         libwebp_sys::WebPPictureFree(&mut picture);
-        let bytes = encoded.then(|| std::slice::from_raw_parts(writer.mem, writer.size).to_vec());
+        // A successful encode wrote at least the RIFF header; never make a
+        // slice of a null pointer.
+        let written = encoded && !writer.mem.is_null() && writer.size > 0;
+        let bytes = written.then(|| std::slice::from_raw_parts(writer.mem, writer.size).to_vec());
         libwebp_sys::WebPMemoryWriterClear(&mut writer);
         bytes.ok_or_else(|| fail(&format!("{error:?}")))
     }
