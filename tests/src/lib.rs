@@ -79,6 +79,16 @@ impl Harness {
         .await
     }
 
+    /// Both order components on one database (create, then read back),
+    /// default variables.
+    pub async fn orders() -> Harness {
+        Harness::load(Setup {
+            components: &["orders-create", "orders-get"],
+            ..Setup::default()
+        })
+        .await
+    }
+
     /// Starts the engine under test.
     pub async fn load(setup: Setup<'_>) -> Harness {
         Harness::load_on(Engine::under_test(), setup).await

@@ -5,15 +5,6 @@ use component_tests::*;
 use http::Request;
 use serde_json::json;
 
-async fn harness() -> Harness {
-    Harness::load(Setup {
-        components: &["orders-create", "orders-get"],
-        variables: &[],
-        omit: &[],
-    })
-    .await
-}
-
 fn post(authorization: Option<&str>, key: Option<&str>, body: &str) -> Request<Bytes> {
     let mut r = Request::post("/orders").header("content-type", "application/json");
     if let Some(a) = authorization {
@@ -31,7 +22,7 @@ fn now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_credential_is_401_with_its_challenge() {
-    let h = harness().await;
+    let h = Harness::orders().await;
     let good = json!({"sub": USER, "exp": now() + 600});
     let tampered = {
         let t = sign(&good, JWT_SECRET);
@@ -139,7 +130,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_subject_owns_the_order() {
-    let h = harness().await;
+    let h = Harness::orders().await;
     let other = "9a3c1e5e-1111-4222-8333-444455556666";
     let r = h.send(post(Some(&bearer(other)), None, &order_body(USER))).await;
     let p = r.assert_problem(403, "/problems/forbidden");
@@ -192,7 +183,7 @@ async fn a_short_secret_is_a_500_naming_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_key_replays_and_refuses_another_body() {
-    let h = harness().await;
+    let h = Harness::orders().await;
     let token = bearer(USER);
     let first = h.send(post(Some(&token), Some("retry-1"), &order_body(USER))).await;
     let id = first.assert_json(201, "order-created.response.json")["orderId"].clone();
@@ -213,7 +204,7 @@ async fn idempotency_key_replays_and_refuses_another_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_duplicates_create_exactly_one_order() {
-    let h = std::sync::Arc::new(harness().await);
+    let h = std::sync::Arc::new(Harness::orders().await);
     let token = bearer(USER);
     let mut tasks = Vec::new();
     for _ in 0..16 {

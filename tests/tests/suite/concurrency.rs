@@ -8,14 +8,7 @@ use std::sync::Arc;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_creates_all_read_back() {
-    let h = Arc::new(
-        Harness::load(Setup {
-            components: &["orders-create", "orders-get"],
-            variables: &[],
-            omit: &[],
-        })
-        .await,
-    );
+    let h = Arc::new(Harness::orders().await);
     let mut tasks = Vec::new();
     for n in 0..48 {
         let h = h.clone();

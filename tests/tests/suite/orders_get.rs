@@ -5,18 +5,9 @@ use bytes::Bytes;
 use component_tests::*;
 use http::Request;
 
-async fn harness() -> Harness {
-    Harness::load(Setup {
-        components: &["orders-create", "orders-get"],
-        variables: &[],
-        omit: &[],
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_back_what_was_created() {
-    let h = harness().await;
+    let h = Harness::orders().await;
     let created = h
         .post_as_user("/orders", order_body(USER))
         .await
@@ -36,7 +27,7 @@ async fn reads_back_what_was_created() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_id_is_404_and_bad_id_is_400() {
-    let h = harness().await;
+    let h = Harness::orders().await;
     h.get_as_user("/orders/9a3c1e5e-1111-4222-8333-444455556666")
         .await
         .assert_problem(404, "/problems/not-found");
@@ -56,7 +47,7 @@ async fn unknown_id_is_404_and_bad_id_is_400() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn head_follows_get_and_other_methods_are_405() {
-    let h = harness().await;
+    let h = Harness::orders().await;
     let created = h.post_as_user("/orders", order_body(USER)).await.json();
     let path = format!("/orders/{}", created["orderId"].as_str().unwrap());
     let r = h
