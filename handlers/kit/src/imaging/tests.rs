@@ -105,7 +105,16 @@ fn every_fit_gives_the_documented_size_in_every_format() {
 fn resize_with_pauses_between_stages_and_while_encoding_webp() {
     // A host that cannot preempt the guest relies on these pauses (Spin: the
     // images-resize component yields its thread there), so none may go.
-    let input = jpeg(&gradient(1024, 1024));
+    // Grain makes the JPEG big, like a photo's: about 700 KB for 1 MP.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let grainy = RgbImage::from_fn(1024, 1024, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let grain = (state >> 59) as u8;
+        image::Rgb([(x / 4) as u8 + grain, (y / 4) as u8 + grain, 128 + grain])
+    });
+    let input = jpeg(&grainy);
     let count = |format| {
         let mut pauses = 0;
         let plain = resize(&input, &params(256, 256, Fit::Cover, format)).unwrap();
@@ -113,10 +122,22 @@ fn resize_with_pauses_between_stages_and_while_encoding_webp() {
         assert_eq!(plain.bytes, paused.bytes, "pausing must not change the output");
         pauses
     };
-    // After decoding, after resizing; then libwebp's hook, at least once per
-    // row of 16-pixel macroblocks (256 / 16).
-    assert!(count(Format::Webp) >= 2 + 16, "{}", count(Format::Webp));
-    assert_eq!(count(Format::Png), 2);
+    // While decoding (the JPEG is shrunk on load to 512x512), once per
+    // DECODE_PAUSE_BYTES read; then after decoding and after resizing.
+    let decoding = input.len() / DECODE_PAUSE_BYTES;
+    assert!(
+        decoding >= 16,
+        "a {} byte JPEG is too small to show the pauses",
+        input.len()
+    );
+    let png = count(Format::Png);
+    assert!(
+        (decoding + 2..=decoding + 3).contains(&png),
+        "{png} pauses for {decoding} while decoding"
+    );
+    // And libwebp's hook, at least once per row of 16-pixel macroblocks.
+    let webp = count(Format::Webp);
+    assert!(webp >= png + 256 / 16, "{webp} pauses");
 }
 
 #[test]
