@@ -169,7 +169,7 @@ pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
 
 /// [`resize`], calling `pause` between stages, while decoding a JPEG that is
 /// shrunk on load (every [`DECODE_PAUSE_BYTES`] of its data) and while
-/// encoding WebP (every row of macroblocks): about every millisecond of
+/// encoding WebP (every row of macroblocks): every millisecond or so of
 /// work. A host that runs a guest on one thread until it returns (Spin) can
 /// use it to serve other requests in between.
 pub fn resize_with(input: &[u8], params: &Params, pause: &mut dyn FnMut()) -> Result<Resized, ImagingError> {
@@ -465,9 +465,10 @@ fn shrink_on_load(
 }
 
 /// How much compressed data a JPEG decode reads between two pauses: about
-/// a millisecond of decoding in the component (the 400 KB bench photo
-/// decodes at half size in about 20 ms under wasmtime).
-pub const DECODE_PAUSE_BYTES: usize = 16 * 1024;
+/// half a millisecond of decoding in the component (the 400 KB bench photo
+/// decodes at half size in about 20 ms under wasmtime). 8 and 16 KiB
+/// measured the same under Spin (GET while resizing, `make bench`).
+pub const DECODE_PAUSE_BYTES: usize = 8 * 1024;
 
 /// The input as jpeg-decoder reads it, calling `pause` every
 /// [`DECODE_PAUSE_BYTES`]. jpeg-decoder pulls the entropy-coded data a byte at
