@@ -490,16 +490,30 @@ impl<'a> Pausing<'a> {
     }
 }
 
-impl std::io::Read for Pausing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::io::Read::read(&mut self.data, buf)?;
+impl Pausing<'_> {
+    fn count(&mut self, n: usize) {
         if n >= self.until_pause {
             (self.pause)();
             self.until_pause = DECODE_PAUSE_BYTES;
         } else {
             self.until_pause -= n;
         }
+    }
+}
+
+impl std::io::Read for Pausing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut self.data, buf)?;
+        self.count(n);
         Ok(n)
+    }
+
+    // What jpeg-decoder calls for every byte: the slice's own, which has a
+    // one-byte fast path, instead of the default loop over `read`.
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        std::io::Read::read_exact(&mut self.data, buf)?;
+        self.count(buf.len());
+        Ok(())
     }
 }
 
