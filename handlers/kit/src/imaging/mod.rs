@@ -488,9 +488,8 @@ impl<'a> Pausing<'a> {
             until_pause: DECODE_PAUSE_BYTES,
         }
     }
-}
 
-impl Pausing<'_> {
+    /// Notes `n` more bytes read, pausing when they complete an interval.
     fn count(&mut self, n: usize) {
         if n >= self.until_pause {
             (self.pause)();

@@ -18,8 +18,8 @@ use std::ffi::c_int;
 /// 5,860 bytes at SSIM 0.9146, 2 gives 6,046 bytes (+3%) at SSIM 0.9128, and
 /// sharp gives 5,928 at 0.9015, so within the 5% size band at better
 /// quality, while the component encodes in 13.5 ms instead of 34 ms
-/// (wasmtime, scalar libwebp). Effort 3 costs what 4 does; 1 and 0 are
-/// 20-30% bigger.
+/// (wasmtime, scalar libwebp). Natively, effort 3 took as long as 4, and 1
+/// and 0 gave 20-30% more bytes.
 const METHOD: c_int = 2;
 
 /// Encodes tightly packed RGB (`alpha == false`) or RGBA pixels, calling
