@@ -56,8 +56,20 @@ pub struct Harness {
 }
 
 enum Server {
+    /// The runner inside this test process.
     Runner(Option<tokio::sync::oneshot::Sender<()>>),
-    Spin(Child),
+    /// An engine in a process of its own (real `spin up`, or the runner's
+    /// binary for [`Harness::load_as_process`]), and how to start it again.
+    Process(Child, Launch),
+}
+
+/// What starts an engine process: kept so that a test can crash it and start
+/// it again on the same state directory.
+#[derive(Clone)]
+struct Launch {
+    program: PathBuf,
+    variables: Vec<(String, String)>,
+    components: Vec<String>,
 }
 
 /// How to load the app.
@@ -107,6 +119,35 @@ impl Harness {
     }
 
     pub async fn try_load_on(engine: Engine, setup: Setup<'_>) -> Result<Harness, String> {
+        Harness::start(engine, setup, false).await
+    }
+
+    /// The engine under test in a process of its own, even the runner (its
+    /// release binary), so that [`Harness::crash_and_restart`] can kill it.
+    pub async fn load_as_process(setup: Setup<'_>) -> Harness {
+        let engine = Engine::under_test();
+        Harness::start(engine, setup, true)
+            .await
+            .unwrap_or_else(|e| panic!("the app loads on {engine:?}: {e}"))
+    }
+
+    /// SIGKILLs the engine process (its whole process group: nothing runs
+    /// any shutdown code) and starts it again on the same state directory
+    /// and database, as after a crash.
+    pub async fn crash_and_restart(&mut self) {
+        let Server::Process(child, launch) = &mut self.server else {
+            panic!("crash_and_restart needs Harness::load_as_process");
+        };
+        kill_group(child);
+        let launch = launch.clone();
+        let (addr, child) = start_process(self.state.path(), &launch)
+            .await
+            .unwrap_or_else(|e| panic!("restart after the crash: {e}"));
+        self.addr = addr;
+        self.server = Server::Process(child, launch);
+    }
+
+    async fn start(engine: Engine, setup: Setup<'_>, as_process: bool) -> Result<Harness, String> {
         let state = tempfile::Builder::new().prefix("component-test-").tempdir().unwrap();
         let mut variables = vec![("jwt_secret".to_string(), JWT_SECRET.to_string())];
         // An empty database every time, and no `--sqlite`: the app brings
@@ -122,10 +163,29 @@ impl Harness {
             .iter()
             .find(|(k, _)| k == "database_url")
             .map(|(_, v)| v.clone());
-        let mut harness = match engine {
-            Engine::Runner => start_runner(state, variables, components).await,
-            Engine::Spin => start_spin(state, variables, components).await,
-        }?;
+        let program = match engine {
+            Engine::Runner if !as_process => None,
+            Engine::Runner => Some(root().join("target/release/runner")),
+            Engine::Spin => Some(PathBuf::from("spin")),
+        };
+        let mut harness = match program {
+            None => start_runner(state, variables, components).await?,
+            Some(program) => {
+                let launch = Launch {
+                    program,
+                    variables,
+                    components,
+                };
+                let (addr, child) = start_process(state.path(), &launch).await?;
+                Harness {
+                    addr,
+                    database_url: None,
+                    engine,
+                    server: Server::Process(child, launch),
+                    state,
+                }
+            }
+        };
         harness.database_url = database_url;
         Ok(harness)
     }
@@ -189,7 +249,7 @@ impl Drop for Harness {
                     let _ = stop.send(());
                 }
             }
-            Server::Spin(child) => kill_group(child),
+            Server::Process(child, _) => kill_group(child),
         }
     }
 }
@@ -225,22 +285,19 @@ async fn start_runner(
     })
 }
 
-/// Real `spin up`, in a process group of its own (it starts a trigger
-/// child), on a free port; ready once its health route answers.
-async fn start_spin(
-    state: tempfile::TempDir,
-    variables: Vec<(String, String)>,
-    components: Vec<String>,
-) -> Result<Harness, String> {
-    // A port picked by the kernel can be taken before spin binds it; then
-    // spin says so and the harness tries another.
+/// An engine process (real `spin up`, or the runner's binary, which takes
+/// the same arguments), in a process group of its own (spin starts a
+/// trigger child), on a free port; ready once its health route answers.
+async fn start_process(state: &Path, launch: &Launch) -> Result<(SocketAddr, Child), String> {
+    // A port picked by the kernel can be taken before the engine binds it;
+    // then it says so and the harness tries another.
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut command = Command::new("spin");
+        let mut command = Command::new(&launch.program);
         command
             .arg("up")
             .arg("--from")
@@ -248,12 +305,12 @@ async fn start_spin(
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--state-dir")
-            .arg(state.path())
-            .current_dir(state.path());
-        for component in &components {
+            .arg(state)
+            .current_dir(state);
+        for component in &launch.components {
             command.arg("--component-id").arg(component);
         }
-        for (name, value) in &variables {
+        for (name, value) in &launch.variables {
             command.arg("--variable").arg(format!("{name}={value}"));
         }
         // Only the test's variables: none from the environment.
@@ -262,43 +319,38 @@ async fn start_spin(
                 command.env_remove(name);
             }
         }
-        let output = state.path().join("spin-output.txt");
+        let output = state.join("engine-output.txt");
         let log = std::fs::File::create(&output).unwrap();
         command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let program = launch.program.display();
         let mut child = command
             .spawn()
-            .map_err(|e| format!("cannot start `spin` (is it on PATH?): {e}"))?;
+            .map_err(|e| format!("cannot start `{program}` (is it on PATH, or built?): {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 let said = std::fs::read_to_string(&output).unwrap_or_default();
-                if said.contains("already in use") {
+                if said.contains("already in use") || said.contains("Address in use") {
                     break;
                 }
-                return Err(format!("spin up exited ({status}):\n{said}"));
+                return Err(format!("{program} up exited ({status}):\n{said}"));
             }
             if health(addr).await {
-                return Ok(Harness {
-                    addr,
-                    database_url: None,
-                    engine: Engine::Spin,
-                    server: Server::Spin(child),
-                    state,
-                });
+                return Ok((addr, child));
             }
             if Instant::now() > deadline {
                 kill_group(&mut child);
                 let said = std::fs::read_to_string(&output).unwrap_or_default();
-                return Err(format!("spin up did not answer within 300 s:\n{said}"));
+                return Err(format!("{program} up did not answer within 300 s:\n{said}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    Err("spin up found no free port in 5 tries".into())
+    Err(format!("{} found no free port in 5 tries", launch.program.display()))
 }
 
 async fn health(addr: SocketAddr) -> bool {
@@ -341,7 +393,8 @@ impl Connection {
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
     }
 
-    async fn try_open(addr: SocketAddr) -> Result<Connection, String> {
+    /// A connection, or why none could be opened (the server is gone).
+    pub async fn try_open(addr: SocketAddr) -> Result<Connection, String> {
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         Ok(Connection {
             stream,
@@ -363,7 +416,9 @@ impl Connection {
         reply
     }
 
-    async fn try_send(&mut self, request: Request<Bytes>) -> Result<Reply, String> {
+    /// [`Connection::send`], or why the exchange failed (the connection
+    /// was reset or closed, the server crashed).
+    pub async fn try_send(&mut self, request: Request<Bytes>) -> Result<Reply, String> {
         use tokio::io::AsyncWriteExt;
         if self.spent {
             return Err("the connection was closed after an early answer".into());

@@ -6,6 +6,7 @@
 //! serve with a bad config. `make up` runs the same check before serving.
 
 use crate::auth::AuthConfig;
+use crate::durability::Durability;
 use crate::problem::{FieldError, Location, Problem, ProblemKind};
 use crate::validate::Schema;
 use serde_json::{Map, Value};
@@ -93,6 +94,9 @@ pub struct Config {
     pub app_env: AppEnv,
     pub log_level: LogLevel,
     pub database: Database,
+    /// How durable a SQLite commit is (`sqlite_synchronous`); unused with
+    /// PostgreSQL.
+    pub sqlite_synchronous: Durability,
     /// Present when `jwt_secret` is mapped into the component.
     pub auth: Option<AuthConfig>,
 }
@@ -103,6 +107,7 @@ impl Default for Config {
             app_env: AppEnv::Development,
             log_level: LogLevel::Info,
             database: Database::Sqlite,
+            sqlite_synchronous: Durability::default(),
             auth: None,
         }
     }
@@ -206,10 +211,14 @@ impl Config {
             issuer: non_empty("jwt_issuer"),
             audience: non_empty("jwt_audience"),
         });
+        let sqlite_synchronous = get("sqlite_synchronous")
+            .and_then(Durability::parse)
+            .unwrap_or_default();
         Ok(Config {
             app_env,
             log_level,
             database,
+            sqlite_synchronous,
             auth,
         })
     }
@@ -369,10 +378,13 @@ mod tests {
             ("log_level", "debug"),
             ("database_url", "postgres://u:p@db:5432/orders"),
             ("db_host", "db:5432"),
+            ("sqlite_synchronous", "full"),
         ]))
         .unwrap();
         assert_eq!(c.app_env, AppEnv::Production);
         assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.sqlite_synchronous, Durability::Full);
+        assert_eq!(Config::default().sqlite_synchronous, Durability::Normal);
         assert!(matches!(&c.database, Database::Postgres(url) if url.expose() == "postgres://u:p@db:5432/orders"));
     }
 
@@ -383,9 +395,13 @@ mod tests {
             ("app_env", "staging"),
             ("log_level", "verbose"),
             ("database_url", secret),
+            ("sqlite_synchronous", "off"),
         ]))
         .unwrap_err();
-        assert_eq!(err.names(), vec!["app_env", "database_url", "log_level"]);
+        assert_eq!(
+            err.names(),
+            vec!["app_env", "database_url", "log_level", "sqlite_synchronous"]
+        );
         let shown = format!("{err} {:?} {:?}", err, err.to_problem());
         assert!(
             !shown.contains("hunter2") && !shown.contains("staging") && !shown.contains("verbose"),

@@ -15,6 +15,7 @@
 //!   constraint by JSON pointer.
 //! - [`config`]: the component's Spin variables turned into one typed,
 //!   validated [`config::Config`].
+//! - [`durability`]: the `sqlite_synchronous` setting of SQLite connections.
 //! - [`auth`]: bearer JWT verification (HS256) of the caller.
 //! - [`log`]: one JSON object per line on stdout.
 //! - [`orders`] and [`sql`]: the order domain and its store over any SQL
@@ -29,6 +30,7 @@
 pub mod auth;
 pub mod config;
 pub mod contract;
+pub mod durability;
 pub mod log;
 pub mod migrations;
 pub mod openapi;

@@ -2,7 +2,7 @@
 //! per component. The shape follows pino's, which the original service used.
 
 use crate::config::LogLevel;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::io::Write;
 
 /// A logger bound to one component and one request.
@@ -59,21 +59,35 @@ impl Logger {
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
 
-    /// The line as written, newline included.
+    /// The line as written, newline included: written straight into one
+    /// buffer (no intermediate map), in pino's order (`time`, `level`,
+    /// `msg`, `component`, `requestId`, then `fields`).
     pub fn line(&self, level: LogLevel, msg: &str, fields: &[(&str, Value)]) -> String {
-        let mut object = Map::new();
-        object.insert("time".into(), Value::String(now_rfc3339()));
-        object.insert("level".into(), Value::String(level.as_str().into()));
-        object.insert("msg".into(), Value::String(msg.into()));
-        object.insert("component".into(), Value::String(self.component.into()));
-        object.insert("requestId".into(), Value::String(self.request_id.clone()));
+        let mut line = Vec::with_capacity(192 + 32 * fields.len());
+        line.extend_from_slice(b"{\"time\":\"");
+        line.extend_from_slice(now_rfc3339().as_bytes());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(level.as_str().as_bytes());
+        line.extend_from_slice(b"\",\"msg\":");
+        push_json(&mut line, msg);
+        line.extend_from_slice(b",\"component\":");
+        push_json(&mut line, self.component);
+        line.extend_from_slice(b",\"requestId\":");
+        push_json(&mut line, &self.request_id);
         for (key, value) in fields {
-            object.insert((*key).to_string(), value.clone());
+            line.push(b',');
+            push_json(&mut line, key);
+            line.push(b':');
+            push_json(&mut line, value);
         }
-        let mut line = Value::Object(object).to_string();
-        line.push('\n');
-        line
+        line.extend_from_slice(b"}\n");
+        String::from_utf8(line).expect("serde_json writes UTF-8")
     }
+}
+
+/// Appends `value` as JSON (strings escaped).
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("log values serialise");
 }
 
 /// UTC, RFC 3339 with milliseconds, as every time of the API.
@@ -101,6 +115,27 @@ mod tests {
             chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z') && time.len() == 24,
             "{time}"
         );
+    }
+
+    #[test]
+    fn line_escapes_and_keeps_pinos_order() {
+        let logger = Logger::new("c", "id \"quoted\"".into(), LogLevel::Info);
+        let line = logger.line(LogLevel::Warn, "a\nb", &[("path", json!("/x\u{1}")), ("n", json!(1.5))]);
+        assert!(line.starts_with("{\"time\":\"") && line.ends_with("}\n") && line.matches('\n').count() == 1);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (v["msg"].as_str(), v["requestId"].as_str()),
+            (Some("a\nb"), Some("id \"quoted\""))
+        );
+        assert_eq!((v["path"].as_str(), v["n"].as_f64()), (Some("/x\u{1}"), Some(1.5)));
+        let keys: Vec<&str> = ["time", "level", "msg", "component", "requestId", "path", "n"].into();
+        let mut at = 0;
+        for key in keys {
+            let found = line[at..]
+                .find(&format!("\"{key}\":"))
+                .unwrap_or_else(|| panic!("{key} in order"));
+            at += found;
+        }
     }
 
     #[test]

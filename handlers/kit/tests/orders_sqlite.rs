@@ -424,3 +424,43 @@ fn missing_token_is_401_before_the_body_is_read() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"orders-api\"");
 }
+
+/// `PRAGMA synchronous` as the connection has it: 1 is NORMAL, 2 is FULL.
+fn synchronous(db: &Sqlite) -> i64 {
+    db.0.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn durability_is_set_per_connection_and_normal_only_in_wal_mode() {
+    use kit::durability::{Durability, apply};
+    let (_dir, path) = temp_db();
+    // Migrated: the file is in WAL mode.
+    let db = Sqlite::open(&path);
+    assert_eq!(block_on(apply(&db, Durability::Normal)).unwrap(), Durability::Normal);
+    assert_eq!(synchronous(&db), 1);
+    assert_eq!(block_on(apply(&db, Durability::Full)).unwrap(), Durability::Full);
+    assert_eq!(synchronous(&db), 2);
+    // Another connection starts at SQLite's default again (FULL): the
+    // setting is the connection's, so every open applies it.
+    let other = Sqlite(rusqlite::Connection::open(&path).unwrap());
+    assert_eq!(synchronous(&other), 2);
+    // A file a host keeps out of WAL mode stays at FULL: NORMAL outside WAL
+    // can corrupt the file on power loss.
+    let (_dir2, path2) = temp_db();
+    let rollback = Sqlite(rusqlite::Connection::open(&path2).unwrap());
+    rollback
+        .0
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    assert_eq!(
+        block_on(apply(&rollback, Durability::Normal)).unwrap(),
+        Durability::Full
+    );
+    assert_eq!(synchronous(&rollback), 2);
+    // Orders written under NORMAL are there for the next connection.
+    let store = OrderStore::new(db);
+    let order = json!({"userId": USER, "items": [{"productId": "sku-1", "quantity": 1}]});
+    assert_eq!(post(&store, &order.to_string()).status(), 201);
+    let again = OrderStore::new(Sqlite::open(&path));
+    assert_eq!(count(&again), SqlValue::Integer(1));
+}

@@ -9,6 +9,7 @@
 mod auth;
 mod concurrency;
 mod docs;
+mod durability;
 mod engines_agree;
 mod healthz;
 mod images_resize;

@@ -18,6 +18,7 @@
 //! `ON CONFLICT DO NOTHING`, the rest read or clear idempotency keys.
 
 use crate::config::{Config, Database as DatabaseConfig};
+use crate::durability::Durability;
 use crate::orders::OrderStore;
 use crate::sql::{Database, DbError, Dialect, SqlValue};
 use spin_sdk::{pg, sqlite};
@@ -30,6 +31,7 @@ use std::rc::Rc;
 pub async fn order_store(config: &Config) -> Result<OrderStore<InstanceDatabase>, DbError> {
     let database = InstanceDatabase {
         config: config.database.clone(),
+        durability: config.sqlite_synchronous,
     };
     database.connection().await?;
     Ok(OrderStore::new(database))
@@ -43,6 +45,7 @@ thread_local! {
 /// The instance's database: statements run on the kept connection.
 pub struct InstanceDatabase {
     config: DatabaseConfig,
+    durability: Durability,
 }
 
 impl InstanceDatabase {
@@ -54,7 +57,7 @@ impl InstanceDatabase {
         if let Some(kept) = KEPT.with(|k| k.borrow().clone()) {
             return Ok((kept, false));
         }
-        let connection = open_and_migrate(&self.config).await?;
+        let connection = open_and_migrate(self).await?;
         KEPT.with(|k| {
             k.borrow_mut().get_or_insert_with(|| connection.clone());
         });
@@ -108,9 +111,10 @@ async fn pause(millis: u64) {
     spin_sdk::wasip3::clocks::monotonic_clock::wait_for(millis * 1_000_000).await;
 }
 
-/// Opens the configured database and migrates it.
-async fn open_and_migrate(config: &DatabaseConfig) -> Result<Rc<SpinDatabase>, DbError> {
-    let connection = match config {
+/// Opens the configured database and migrates it; a SQLite connection then
+/// gets the configured durability (a per-connection setting).
+async fn open_and_migrate(config: &InstanceDatabase) -> Result<Rc<SpinDatabase>, DbError> {
+    let connection = match &config.config {
         DatabaseConfig::Sqlite => SpinDatabase::Sqlite(sqlite::Connection::open_default().await.map_err(sqlite_error)?),
         DatabaseConfig::Postgres(url) => {
             SpinDatabase::Postgres(pg::Connection::open(url.expose()).await.map_err(pg_error)?)
@@ -118,6 +122,9 @@ async fn open_and_migrate(config: &DatabaseConfig) -> Result<Rc<SpinDatabase>, D
     };
     let now = crate::log::now_rfc3339();
     crate::migrations::migrate(&connection, &now).await?;
+    if let SpinDatabase::Sqlite(_) = connection {
+        crate::durability::apply(&connection, config.durability).await?;
+    }
     Ok(Rc::new(connection))
 }
 
