@@ -18,6 +18,18 @@ SPIN := $(shell command -v spin 2>/dev/null)
 # The HTTP-level component suite (tests/tests/suite/), run again on real Spin.
 COMPONENT_TESTS := --test suite
 
+# The instance settings `make up` serves with, on either engine; the bench
+# and the cluster use the same (exported). Spin 4.1 lets one instance of a
+# WASI 0.3 component serve 16 requests at once by default; under load the
+# host then sometimes sends an answer's head before its body (the body
+# waits for the instance's other requests to give way), and since Spin sets
+# no TCP_NODELAY the body waits for the client's delayed ACK: about 2% of
+# answers took 40 ms more (p99 45 ms at c=32). One request per instance at a
+# time (still up to 128 per instance in turn) gives p99 10-16 ms at the same
+# throughput (real Spin, `make bench BENCH_ENGINE=spin`, README: Performance).
+UP_FLAGS ?= --max-instance-concurrent-reuse-count 1
+export UP_FLAGS
+
 # The development-only token secret `make up` creates when none is given.
 DEV_SECRET := .spin/jwt_secret
 # Exported to the runner, spin and the token tool: SPIN_VARIABLE_JWT_SECRET wins.
@@ -123,11 +135,21 @@ target/deploy-venv/.installed: deploy/requirements.txt
 	target/deploy-venv/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
 	touch $@
 
+# The Node.js service the app replaces: when it is here (and node and the
+# PostgreSQL server binaries are), the bench runs it beside the app in the
+# same run, on a throwaway PostgreSQL server (fsync on), as it always runs.
+NODE_BASELINE := $(and $(wildcard ../shared/node-baseline/server.js),$(wildcard /usr/lib/postgresql/*/bin/initdb),$(shell command -v node 2>/dev/null))
+
 ## bench: every route under load on loopback (wrk), beside a no-op component and
-## the Node.js figures; table on stdout, bench/results/latest.json. SMOKE=1: ~1 s
-## per scenario. BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
+## the Node.js service (same run, same scenarios, when ../shared/node-baseline is
+## here); table on stdout, bench/results/latest.json. SMOKE=1: ~1 s per
+## scenario. BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
 bench: build bench-tools
+ifneq ($(NODE_BASELINE),)
+	TEST_PG_FSYNC=on tests/postgres.sh sh -c 'SMOKE="$(SMOKE)" BENCH_NODE_DATABASE_URL="$$TEST_DATABASE_URL" python3 bench/bench.py'
+else
 	SMOKE="$(SMOKE)" python3 bench/bench.py
+endif
 
 ## bench-postgres: the same with the orders in a throwaway PostgreSQL server
 ## (durable commits: fsync on), started and removed by tests/postgres.sh
@@ -158,9 +180,9 @@ dev-secret:
 ## app migrates its database itself on first use
 up: build check-config
 ifneq ($(SPIN),)
-	$(WITH_SECRET) spin up --from spin.toml --listen $(LISTEN) $(VARIABLES)
+	$(WITH_SECRET) spin up --from spin.toml --listen $(LISTEN) $(UP_FLAGS) $(VARIABLES)
 else
-	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(VARIABLES)
+	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(UP_FLAGS) $(VARIABLES)
 endif
 
 ## token: a bearer token for SUB=<uuid> (default: the README's demo user),

@@ -18,6 +18,16 @@ Environment (all optional):
   BENCH_DATABASE_URL   serve the orders from this PostgreSQL database (emptied
                        first; the app migrates it) instead of SQLite;
                        `make bench-postgres` starts a throwaway server for it
+  BENCH_NODE_DATABASE_URL  a PostgreSQL server for the Node.js service (it gets
+                       a database of its own there, `node_baseline`); default:
+                       BENCH_DATABASE_URL's server. `make bench` and
+                       `make bench-postgres` start one when the service is there
+  UP_FLAGS             `spin up` instance settings, as `make up` passes them
+                       (the Makefile sets it)
+  BENCH_NODE_DIR       the Node.js service (default ../shared/node-baseline);
+                       when it and `node` are present it runs the same
+                       scenarios, with the same wrk, right after the app, and
+                       the table compares the two from this run
 
 Standard library only; `make bench` builds what it needs first.
 """
@@ -58,21 +68,30 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "")
 BACKEND = "postgres" if DATABASE_URL else "sqlite"
 USER = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e"
 TICK = os.sysconf("SC_CLK_TCK")
+# The instance settings `make up` serves with (the Makefile's UP_FLAGS), so
+# that the bench measures what users run; both engines take them.
+UP_FLAGS = os.environ.get("UP_FLAGS", "").split()
 
-# The Node.js service this app replaces, on PostgreSQL, on this kind of
-# machine (2 cores, c=32, resizes at c=4), and real Spin serving a no-op
-# component there: the figures of the developers' guide.
+# The Node.js service this app replaces (../shared/node-baseline: Fastify,
+# pg, sharp; always on PostgreSQL). When it is present the bench runs it in
+# the same run; otherwise these figures stand in, dated: the developers'
+# guide, 2026-12-04, wrk c=32 (resizes c=4), 2-core machine of this kind.
+NODE_DIR = os.environ.get("BENCH_NODE_DIR", os.path.join(os.path.dirname(ROOT), "shared", "node-baseline"))
+NODE_DATABASE_URL = os.environ.get("BENCH_NODE_DATABASE_URL", "") or DATABASE_URL
+NODE_FIGURES_DATE = "2026-12-04"
 NODE = {
-    "runtime": "",
-    "noop": "Spin no-op: ~11.9k req/s",
-    "post-orders-valid": "7.6-8.9k req/s, p99 ~11 ms",
-    "post-orders-invalid": "11.6-12.6k req/s",
-    "get-order": "6.0-9.5k req/s",
-    "resize-json": "89-102 img/s at c=4",
-    "resize-binary": "89-102 img/s at c=4",
-    "resize-binary-c4": "89-102 img/s",
-    "isolation": "GET p99 x3-4.4 while resizing",
+    "post-orders-valid": "4.5-5.4k req/s, p99 18-25 ms",
+    "post-orders-invalid": "6.7-7.9k req/s",
+    "get-order": "6.3-7.2k req/s",
+    "resize-json": "76-81 img/s at c=4",
+    "resize-binary": "76-81 img/s at c=4",
+    "resize-binary-c4": "76-81 img/s",
+    "isolation": "GET p99 x4.3-5.2 while resizing",
 }
+# The app's scenario each Node.js scenario is compared with: the service has
+# only the JSON resize route, so its c=4 JSON resize stands beside the app's
+# c=4 binary one.
+NODE_PEER = {"resize-binary-c4": "resize-json-c4"}
 
 
 def say(msg):
@@ -268,7 +287,7 @@ class Server:
         # No migration flags: the app migrates its database on first use.
         engine = ["spin"] if ENGINE == "spin" else [RUNNER]
         return engine + ["up", "--from", self.manifest, "--listen", self.base,
-                         "--state-dir", self.state_dir, "--quiet"]
+                         "--state-dir", self.state_dir, "--quiet"] + UP_FLAGS
 
     def start(self, ready_path, label):
         """Starts the process; returns seconds from spawn to the first 200."""
@@ -322,6 +341,17 @@ class Server:
         self.proc = None
 
 
+class NodeServer(Server):
+    """The Node.js service, from a writable copy of NODE_DIR (npm ci there)."""
+
+    def __init__(self, directory, env):
+        super().__init__("node", None, None, env)
+        self.directory = directory
+
+    def command(self):
+        return ["node", os.path.join(self.directory, "server.js")]
+
+
 def tail(path, n=20):
     with open(path, errors="replace") as f:
         return "".join(f.readlines()[-n:])
@@ -341,9 +371,10 @@ def request(port, method, path, body=None, headers=None, timeout=10):
 
 
 class Bench:
-    def __init__(self):
+    def __init__(self, label=None):
         self.rows = []  # scenario results, in order
         self.failures = []
+        self.label = label  # the server's name in logs and files (default: ENGINE)
 
     def wrk(self, port, path, connections, seconds, method="GET", body=None, headers=(),
             paths=None, tag="x"):
@@ -387,12 +418,14 @@ class Bench:
         say(f"[{n:2}] {title}: c={c}, {SECONDS} s{' (+ warm-up)' if WARMUP else ''} ...")
         server.settle()
         if WARMUP:
-            self.collect(*self.wrk(server.port, path, c, WARMUP, method, body, headers, paths, key))
+            self.collect(*self.wrk(server.port, path, c, WARMUP, method, body, headers, paths,
+                                   f"{self.label or ''}-{key}-warmup"))
             server.settle()
         background = during() if during else None
         cpu0, kids0, (busy0, _) = server.cpu(), children_cpu(), machine_cpu()
         t0 = time.monotonic()
-        r = self.collect(*self.wrk(server.port, path, c, SECONDS, method, body, headers, paths, key))
+        tag = f"{self.label}-{key}" if self.label else key
+        r = self.collect(*self.wrk(server.port, path, c, SECONDS, method, body, headers, paths, tag))
         wall = time.monotonic() - t0
         runner_cpu, wrk_cpu = server.cpu() - cpu0, children_cpu() - kids0
         busy = machine_cpu()[0] - busy0
@@ -428,7 +461,7 @@ class Bench:
         if extra and extra.get("problems"):
             problems += extra["problems"]
         line = (f"     {row['rps']:,.0f} req/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
-                f"{row['errors']} errors; CPU: {ENGINE} {row['cpu_runtime_pct']:.0f}%, "
+                f"{row['errors']} errors; CPU: {self.label or ENGINE} {row['cpu_runtime_pct']:.0f}%, "
                 f"wrk {row['cpu_wrk_pct']:.0f}%, other {row['cpu_other_pct']:.0f}%")
         say(line)
         if row["cpu_other_pct"] > 25:
@@ -444,6 +477,27 @@ class Bench:
         n = len(self.rows) + 1
         say(f"[{n:2}] {title}: SKIPPED, {why}")
         self.rows.append({"key": key, "title": title, "skipped": why, "node": NODE.get(key, "")})
+
+
+def background_resizes(bench, server, path, body, content_type):
+    """For a scenario's `during`: RESIZE_CONNECTIONS clients resizing for the
+    whole scenario (started a second early); its stop function returns their
+    figures."""
+    def start():
+        proc, out = bench.wrk(server.port, path, RESIZE_CONNECTIONS, SECONDS + 2, method="POST", body=body,
+                              headers=(f"Content-Type: {content_type}",), tag=f"{bench.label or ''}-isolation-resize")
+        time.sleep(1)  # let the resize load ramp up first
+
+        def stop():
+            r = bench.collect(proc, out)
+            bad = {s: k for s, k in r["statuses"].items() if s != "200"}
+            return {"title": f"POST {path}, c={RESIZE_CONNECTIONS}",
+                    "rps": r["requests"] / (r["duration_us"] / 1e6), "statuses": r["statuses"],
+                    "p99_ms": r["latency_us"]["p99"] / 1000,
+                    "problems": ([f"background resize: unexpected statuses {bad}"] if bad else [])
+                    + ([f"background resize: socket errors {r['errors']}"] if sum(r["errors"].values()) else [])}
+        return stop
+    return start
 
 
 def webp_size(data):
@@ -540,7 +594,8 @@ def main():
         reset_postgres(DATABASE_URL)
     bench = Bench()
     say(f"bench: engine={ENGINE}, orders in {BACKEND}, {SECONDS} s per scenario, c={CONNECTIONS}, "
-        f"{os.cpu_count()} CPUs{', SMOKE' if SMOKE else ''}; logs in bench/results/run/")
+        f"{os.cpu_count()} CPUs{', SMOKE' if SMOKE else ''}, up flags: {' '.join(UP_FLAGS) or 'none'}; "
+        "logs in bench/results/run/")
 
     # 1. The runtime's own ceiling: its built-in health route, and a no-op component.
     noop = Server("noop", os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env)
@@ -639,24 +694,9 @@ def main():
     # 5. Isolation: the same GET while resizes saturate the CPU.
     isolation = None
     if has_resize:
-        def resize_load():
-            proc, out = bench.wrk(server.port, resize_path, RESIZE_CONNECTIONS, SECONDS + 2,
-                                  tag="isolation-resize", **resize_args)
-            time.sleep(1)  # let the resize load ramp up first
-
-            def stop():
-                r = bench.collect(proc, out)
-                bad = {s: k for s, k in r["statuses"].items() if s != "200"}
-                return {"title": f"POST /images/resize (binary), c={RESIZE_CONNECTIONS}",
-                        "rps": r["requests"] / (r["duration_us"] / 1e6), "statuses": r["statuses"],
-                        "p99_ms": r["latency_us"]["p99"] / 1000,
-                        "problems": ([f"background resize: unexpected statuses {bad}"] if bad else [])
-                        + ([f"background resize: socket errors {r['errors']}"] if sum(r["errors"].values()) else [])}
-            return stop
-
         loaded = bench.scenario("isolation", f"GET /orders/:id while resizing (c={RESIZE_CONNECTIONS} resizes)",
                                 server, get_paths[0], {200}, headers=(auth,), paths=get_paths,
-                                during=resize_load)
+                                during=background_resizes(bench, server, resize_path, resize_bin, "image/jpeg"))
         isolation = {
             "get_unloaded_p99_ms": get["p99_ms"], "get_loaded_p99_ms": loaded["p99_ms"],
             "p99_ratio": loaded["p99_ms"] / get["p99_ms"] if get["p99_ms"] else None,
@@ -681,7 +721,10 @@ def main():
     app_rss = server.peak_rss_mib()
     server.stop()
 
-    # 7. Per-request instantiation, per component (the runner can time it in-process).
+    # 7. The Node.js service, same scenarios, same wrk, right after the app.
+    node_rows, node_facts = node_phase({"valid": valid, "invalid": invalid}, resize_bin)
+
+    # 8. Per-request instantiation, per component (the runner can time it in-process).
     inst = None
     if ENGINE == "runner":
         say(f"bench: per-request instantiation (runner bench-instantiate, n={INSTANTIATE_N}) ...")
@@ -690,9 +733,9 @@ def main():
         inst.update(instantiation(os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env,
                                   [("noop", "/noop")]))
 
-    # 8. Report.
+    # 9. Report.
     results = {
-        "engine": ENGINE, "orders_backend": BACKEND, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
+        "engine": ENGINE, "up_flags": UP_FLAGS, "orders_backend": BACKEND, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
         "resize_connections_in_isolation": RESIZE_CONNECTIONS, "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
@@ -703,17 +746,14 @@ def main():
         "peak_rss_mib": {"app": app_rss, "app_first_start_compiling": compile_rss, "noop": noop_rss},
         "uploads": upload,
         "c1_vs_noop_us": {"healthz_p50_minus_noop_p50": 1000 * (healthz_c1["p50_ms"] - noop_c1["p50_ms"])},
-        "node_js": {"database": "postgres", "post_orders_rps": [7600, 8900], "post_orders_p99_ms": 11,
-                    "post_orders_invalid_rps": [11600, 12600], "get_order_rps": [6000, 9500],
-                    "resize_img_per_s_c4": [89, 102], "isolation_get_p99_ratio": [3, 4.4],
-                    "first_response_s": 0.5, "rss_mb": [220, 370], "spin_noop_rps": 11900},
+        "node_js": node_results(node_rows, node_facts),
         "failures": bench.failures, "wall_s": time.time() - started,
     }
     path = os.path.join(RESULTS, "latest.json" if BACKEND == "sqlite" else f"latest-{BACKEND}.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
-    print_table(results, base)
+    print_table(results, base, node_rows)
     say(f"\nbench: {time.time() - started:.0f} s; results in {os.path.relpath(path, ROOT)}")
     if bench.failures:
         say("\n" + "!" * 78)
@@ -723,6 +763,113 @@ def main():
             say(f"!!!   {f}")
         say("!" * 78)
         sys.exit(1)
+
+
+# --- the Node.js service, same run ------------------------------------------
+
+
+def node_available():
+    """Why the Node.js service cannot run here, or None when it can."""
+    if not os.path.exists(os.path.join(NODE_DIR, "server.js")):
+        return f"{os.path.relpath(NODE_DIR, ROOT)} is absent"
+    if not shutil.which("node") or not shutil.which("npm"):
+        return "node or npm is not on PATH"
+    if not NODE_DATABASE_URL:
+        return "no PostgreSQL server for it (use make bench / make bench-postgres, or BENCH_NODE_DATABASE_URL)"
+    return None
+
+
+def node_install():
+    """A writable copy of the service with its pinned dependencies
+    (`npm ci`, from its package-lock.json), kept under target/ between runs."""
+    dest = os.path.join(ROOT, "target", "node-baseline")
+    lock = os.path.join(NODE_DIR, "package-lock.json")
+    stamp = os.path.join(dest, "node_modules", ".package-lock.json")
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(NODE_DIR):
+        src = os.path.join(NODE_DIR, name)
+        if name == "node_modules":
+            continue
+        target = os.path.join(dest, name)
+        if os.path.isdir(src):
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(src, target)
+        else:
+            shutil.copyfile(src, target)
+    if not os.path.exists(stamp) or os.path.getmtime(stamp) < os.path.getmtime(lock):
+        say("bench: npm ci for the Node.js service (its pinned dependencies) ...")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=dest, check=True,
+                       stdout=subprocess.DEVNULL)
+    return dest
+
+
+def node_database(url):
+    """A database of the service's own on the app's server (its `orders`
+    table differs from the app's), created when missing, emptied."""
+    from urllib.parse import urlsplit, urlunsplit
+    u = urlsplit(url)
+    exists = subprocess.run(["psql", url, "-qAtX", "-c",
+                             "SELECT 1 FROM pg_database WHERE datname = 'node_baseline'"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    if exists != "1":
+        subprocess.run(["psql", url, "-qX", "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE node_baseline"],
+                       check=True, stdout=subprocess.DEVNULL)
+    node_url = urlunsplit((u.scheme, u.netloc, "/node_baseline", u.query, u.fragment))
+    subprocess.run(["psql", node_url, "-qX", "-v", "ON_ERROR_STOP=1", "-c", "DROP TABLE IF EXISTS orders"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return node_url
+
+
+def node_phase(bodies, photo):
+    """The Node.js service through the same scenarios, same wrk; returns
+    ({key: row}, facts) or ({}, {"skipped": why})."""
+    why = node_available()
+    if why:
+        say(f"bench: the Node.js service: SKIPPED, {why}; its column shows the guide's figures of {NODE_FIGURES_DATE}")
+        return {}, {"skipped": why}
+    directory = node_install()
+    env = dict(os.environ, NODE_ENV="production", HOST="127.0.0.1",
+               DATABASE_URL=node_database(NODE_DATABASE_URL), JWT_SECRET=secrets.token_urlsafe(48))
+    server = NodeServer(directory, env)
+    env["PORT"] = str(server.port)
+    say(f"bench: the Node.js service ({os.path.relpath(NODE_DIR, ROOT)}, node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}) ...")
+    started = server.start("/healthz", "start")
+    bench = Bench(label="node")
+    valid, invalid = bodies["valid"], bodies["invalid"]
+    ids = []
+    for _ in range(SEED_ORDERS):
+        status, _, body = request(server.port, "POST", "/orders", valid, {"Content-Type": "application/json"})
+        if status != 201:
+            die(f"node seeding: POST /orders answered {status}: {body[:300]!r}")
+        ids.append(json.loads(body)["orderId"])
+    json_post = dict(method="POST", headers=("Content-Type: application/json",))
+    rows = {}
+    rows["healthz"] = bench.scenario("healthz", "Node.js GET /healthz (no database check)", server, "/healthz", {200})
+    rows["post-orders-valid"] = bench.scenario("post-orders-valid", "Node.js POST /orders (valid)", server,
+                                               "/orders", {201}, body=valid, **json_post)
+    rows["post-orders-invalid"] = bench.scenario("post-orders-invalid", "Node.js POST /orders (invalid)", server,
+                                                 "/orders", {400}, body=invalid, **json_post)
+    paths = [f"/orders/{i}" for i in ids]
+    rows["get-order"] = bench.scenario("get-order", "Node.js GET /orders/:id", server, paths[0], {200}, paths=paths)
+    resize = None
+    if photo is not None:
+        resize = json.dumps({"imageData": base64.b64encode(photo).decode(), "width": 256, "height": 256}).encode()
+        rows["resize-json"] = bench.scenario("resize-json", "Node.js POST /images/resize (JSON)", server,
+                                             "/images/resize", {200}, body=resize, **json_post)
+        rows["resize-json-c4"] = bench.scenario("resize-json-c4", "Node.js POST /images/resize (JSON), 4 clients",
+                                                server, "/images/resize", {200}, connections=4, body=resize,
+                                                **json_post)
+        loaded = bench.scenario("isolation", f"Node.js GET /orders/:id while resizing (c={RESIZE_CONNECTIONS})",
+                                server, paths[0], {200}, paths=paths,
+                                during=background_resizes(bench, server, "/images/resize", resize, "application/json"))
+        rows["isolation"] = loaded
+    facts = {"first_response_s": started, "peak_rss_mib": server.peak_rss_mib(),
+             "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+             "failures": bench.failures}
+    server.stop()
+    if bench.failures:
+        die("the Node.js service answered unexpectedly: " + "; ".join(bench.failures))
+    return rows, facts
 
 
 def db_host(url):
@@ -745,28 +892,64 @@ def git(*args):
     return p.stdout.strip()
 
 
-def print_table(results, base):
+def node_results(rows, facts):
+    """What the report keeps of the Node.js service: this run's figures, or
+    the dated ones it stood in for."""
+    if not rows:
+        return {"measured": False, "why": facts.get("skipped"), "figures_of": NODE_FIGURES_DATE,
+                "database": "postgres", "figures": NODE}
+    return {"measured": True, "database": "postgres", **facts,
+            "scenarios": {k: {"title": r["title"], "connections": r["connections"], "rps": r["rps"],
+                              "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "errors": r["errors"],
+                              "cpu_pct": r["cpu_runtime_pct"]}
+                          for k, r in rows.items()}}
+
+
+def node_cells(row, node_rows):
+    """(Node.js figure, the app's ratio to it) for one of the app's rows."""
+    peer = node_rows.get(NODE_PEER.get(row["key"], row["key"]))
+    if peer is None:
+        return ("" if node_rows else NODE.get(row["key"], "")), ""
+    cell = f"{peer['rps']:,.0f} req/s, p99 {peer['p99_ms']:.1f} ms (c={peer['connections']})"
+    ratio = f"{row['rps'] / peer['rps']:.2f}x" if peer["rps"] else ""
+    return cell, ratio
+
+
+def node_isolation(results, node_rows):
+    """The Node.js service's GET p99 ratio while resizing, this run's when measured."""
+    loaded, unloaded = node_rows.get("isolation"), node_rows.get("get-order")
+    if loaded and unloaded and unloaded["p99_ms"]:
+        return (f"x{loaded['p99_ms'] / unloaded['p99_ms']:.1f} ({unloaded['p99_ms']:.1f} -> "
+                f"{loaded['p99_ms']:.1f} ms, {loaded['background']['rps']:.0f} img/s meanwhile)")
+    return NODE["isolation"].replace("GET p99 ", "").replace(" while resizing", "")
+
+
+def print_table(results, base, node_rows):
     rows = results["scenarios"]
+    measured = bool(node_rows)
+    node_head = ("Node.js, this run (PostgreSQL)" if measured
+                 else f"Node.js on PostgreSQL (guide, {NODE_FIGURES_DATE})")
     head = ["scenario", "c", "req/s", "p50 ms", "p99 ms", "errors", "% of no-op", f"{ENGINE} CPU",
-            "wrk CPU", "Node.js on PostgreSQL (2 cores, c=32)"]
+            "wrk CPU", "vs Node.js", node_head]
     lines = []
     for r in rows:
         if "skipped" in r:
-            lines.append([r["title"], "", "", "", "", "", "", "", "", "skipped: " + r["skipped"]])
+            lines.append([r["title"], "", "", "", "", "", "", "", "", "", "skipped: " + r["skipped"]])
             continue
         frac = f"{100 * r['rps'] / base['rps']:.0f}%" if base["rps"] and r["connections"] == base["connections"] \
             and r["key"] not in ("runtime", "noop") else ""
         skewed = " *" if r["cpu_other_pct"] > 25 else ""
+        node, ratio = node_cells(r, node_rows)
         lines.append([r["title"] + skewed, str(r["connections"]), f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}",
                       f"{r['p99_ms']:.2f}", str(r["errors"]), frac, f"{r['cpu_runtime_pct']:.0f}%",
-                      f"{r['cpu_wrk_pct']:.0f}%", r["node"]])
+                      f"{r['cpu_wrk_pct']:.0f}%", ratio, node])
     widths = [max(len(x[i]) for x in [head] + lines) for i in range(len(head))]
-    right = {1, 2, 3, 4, 5, 6, 7, 8}
+    right = {1, 2, 3, 4, 5, 6, 7, 8, 9}
 
     def fmt(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    say(f"\nengine: {ENGINE}; orders in {BACKEND}")
+    say(f"\nengine: {ENGINE} ({' '.join(UP_FLAGS) or 'default instance settings'}); orders in {BACKEND}")
     say(fmt(head))
     say(fmt(["-" * w for w in widths]))
     for line in lines:
@@ -779,15 +962,18 @@ def print_table(results, base):
     if iso:
         say(f"isolation: GET /orders/:id p99 {iso['get_unloaded_p99_ms']:.2f} ms unloaded, "
             f"{iso['get_loaded_p99_ms']:.2f} ms while resizing: x{iso['p99_ratio']:.1f} "
-            f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   Node.js: x3-4.4")
+            f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   "
+            f"Node.js: {node_isolation(results, node_rows)}")
     cs = results["cold_start_s"]
     first = "the first start (empty wasmtime cache: compiles every component)"
     say(f"cold start (process start to first 200 on /healthz): {cs['restart']:.3f} s with compiled "
-        f"components cached, {cs['first_start_empty_cache']:.2f} s on {first}   Node.js: 0.5 s")
+        f"components cached, {cs['first_start_empty_cache']:.2f} s on {first}   Node.js: "
+        + (f"{results['node_js']['first_response_s']:.3f} s" if node_rows else "0.5 s"))
     rss = results["peak_rss_mib"]
     say(f"peak RSS (VmHWM) of the {ENGINE}: {rss['app']:.0f} MiB serving the app "
         f"({rss['app_first_start_compiling']:.0f} MiB on the compiling first start), "
-        f"{rss['noop']:.0f} MiB serving the no-op   Node.js: 220-370 MB")
+        f"{rss['noop']:.0f} MiB serving the no-op   Node.js: "
+        + (f"{results['node_js']['peak_rss_mib']:.0f} MiB over its run" if node_rows else "220-370 MB"))
     up = results["uploads"]
     say(f"uploads: {up['clients']} clients x {up['declared_mib_each']} MiB to POST /orders: {up['statuses']}, "
         f"{up['sent_mib']:.0f} MiB sent before the answers (socket buffers included), server RSS +{up['rss_growth_mib']:.0f} MiB")

@@ -67,10 +67,12 @@ case "$action" in
     echo "--- start $(date -u +%FT%T.%3NZ)" >>"$dir/spin.log"
     # SPIN_VARIABLE_DB_HOST must be the URL's host:port: it is the
     # components' allowed_outbound_hosts, and the app refuses a mismatch.
-    # -q: component stdout goes to the state dir's logs only.
+    # -q: component stdout goes to the state dir's logs only. UP_FLAGS: the
+    # instance settings of `make up` (the Makefile exports them).
+    # shellcheck disable=SC2086
     SPIN_VARIABLE_DATABASE_URL=$DATABASE_URL SPIN_VARIABLE_DB_HOST=$DB_HOST \
       SPIN_VARIABLE_JWT_SECRET=$JWT_SECRET \
-      setsid spin up --from "$ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$dir/state" -q \
+      setsid spin up --from "$ROOT/spin.toml" --listen "127.0.0.1:$port" --state-dir "$dir/state" -q ${UP_FLAGS:-} \
       </dev/null >>"$dir/spin.log" 2>&1 &
     echo $! >"$dir/pid"
     # The first start on a machine compiles every component (minutes on 2
