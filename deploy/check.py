@@ -72,7 +72,8 @@ HELP = {"--help", "-h"}
 SPIN_COMMANDS = {
     ("build",): set(),
     ("up",): {"--from", "-f", "--listen", "--runtime-config-file", "--variable",
-              "--sqlite", "--state-dir"},
+              "--sqlite", "--state-dir", "--max-instance-concurrent-reuse-count",
+              "--max-instance-reuse-count", "--idle-instance-timeout"},
     ("plugins", "update"): set(),
     ("plugins", "install"): {"--yes", "-y"},
     ("plugins", "upgrade"): set(),
