@@ -22,12 +22,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'u
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
     kit::spin::serve(&kit::contract::DOCS, request, async |ctx: &Ctx, (): ()| {
-        let rest = ctx
-            .head
-            .headers
-            .get("spin-path-info")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let rest = ctx.path_info();
         match rest {
             "" | "/" => Ok(page()),
             _ => rest
@@ -55,24 +50,7 @@ fn page() -> Response<Bytes> {
 
 fn asset(ctx: &Ctx, name: &str) -> Option<Response<Bytes>> {
     let (_, content_type, plain, gzipped) = ASSETS.iter().find(|(n, ..)| *n == name)?;
-    let gzip = ctx
-        .head
-        .headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                matches!(
-                    p.trim().replace(' ', "").as_str(),
-                    "q=0" | "q=0.0" | "q=0.00" | "q=0.000"
-                )
-            });
-            name.eq_ignore_ascii_case("gzip") && !refused
-        });
+    let gzip = kit::negotiate::accepts(&ctx.head.headers, &header::ACCEPT_ENCODING, "gzip");
     let body = if gzip { gzipped } else { plain };
     let mut response = Response::new(Bytes::from_static(body));
     *response.status_mut() = StatusCode::OK;

@@ -36,11 +36,13 @@ pub struct Caller {
     pub user_id: Uuid,
 }
 
+/// The claims read here. `exp` and `nbf` are NumericDates: seconds, which
+/// RFC 7519 §2 allows to be fractional.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
-    exp: i64,
-    nbf: Option<i64>,
+    exp: f64,
+    nbf: Option<f64>,
 }
 
 /// Verifies the request's bearer token at time `now` (Unix seconds).
@@ -76,17 +78,39 @@ pub fn authenticate(headers: &HeaderMap, config: &AuthConfig, now: i64) -> Resul
         validation.required_spec_claims.insert("iss".into());
     }
     let key = DecodingKey::from_secret(config.secret.expose().as_bytes());
-    let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .map_err(|e| invalid_token(reason(e.kind())))?
-        .claims;
-    if claims.exp + LEEWAY_SECONDS <= now {
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| invalid_token(reason(e.kind())))?;
+    // RFC 7515 §4.1.11: a token that names header parameters its recipient
+    // must understand is refused when the recipient understands none of them
+    // (this service implements no JWS extension).
+    if data.header.crit.is_some() {
+        return Err(invalid_token(
+            "the token names critical header parameters (crit) this service does not support",
+        ));
+    }
+    let claims = data.claims;
+    // In f64, where adding or removing the leeway cannot overflow: a far
+    // future `exp` stays in the future, a far past `nbf` in the past.
+    let (now, leeway) = (now as f64, LEEWAY_SECONDS as f64);
+    if claims.exp + leeway <= now {
         return Err(invalid_token("the token has expired"));
     }
-    if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_SECONDS > now) {
+    if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
         return Err(invalid_token("the token is not valid yet"));
     }
-    let user_id = Uuid::try_parse(&claims.sub).map_err(|_| invalid_token("the token's sub is not a user id (UUID)"))?;
-    Ok(Caller { user_id })
+    Ok(Caller {
+        user_id: user_id(&claims.sub)?,
+    })
+}
+
+/// The user a `sub` names, written as a body's `userId` must be: a UUID in
+/// its hyphenated form (the only 36-character form; either case). Braced,
+/// `urn:uuid:` or unhyphenated spellings of the same UUID are refused, so
+/// one user has one spelling in tokens, bodies and logs.
+fn user_id(sub: &str) -> Result<Uuid, Problem> {
+    Uuid::try_parse(sub)
+        .ok()
+        .filter(|_| sub.len() == 36)
+        .ok_or_else(|| invalid_token("the token's sub is not a user id (a hyphenated UUID)"))
 }
 
 fn reason(kind: &ErrorKind) -> &'static str {
@@ -244,6 +268,55 @@ pub(crate) mod tests {
                 "{name}: {}",
                 challenge_of(&p)
             );
+        }
+    }
+
+    #[test]
+    fn a_critical_header_parameter_is_refused() {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let token = encode(
+            &header,
+            &json!({"sub": USER, "exp": NOW + 60}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        let p = check(&token, &config()).unwrap_err();
+        assert!(challenge_of(&p).contains("crit"), "{}", challenge_of(&p));
+    }
+
+    #[test]
+    fn sub_has_one_spelling() {
+        let upper = USER.to_ascii_uppercase();
+        let token = sign(json!({"sub": upper, "exp": NOW + 60}), SECRET);
+        assert_eq!(check(&token, &config()).unwrap().user_id.to_string(), USER);
+        let simple = USER.replace('-', "");
+        for other in [format!("{{{USER}}}"), format!("urn:uuid:{USER}"), simple] {
+            let token = sign(json!({"sub": other, "exp": NOW + 60}), SECRET);
+            assert!(check(&token, &config()).is_err(), "{other}");
+        }
+    }
+
+    #[test]
+    fn time_claims_may_be_fractional_or_extreme() {
+        let ok = [
+            json!({"sub": USER, "exp": NOW as f64 + 0.5}),
+            json!({"sub": USER, "exp": i64::MAX}),
+            json!({"sub": USER, "exp": NOW + 60, "nbf": i64::MIN}),
+            json!({"sub": USER, "exp": NOW + 60, "nbf": NOW as f64 + 29.5}),
+        ];
+        for claims in ok {
+            assert!(check(&sign(claims.clone(), SECRET), &config()).is_ok(), "{claims}");
+        }
+        let refused = [
+            json!({"sub": USER, "exp": (NOW - LEEWAY_SECONDS) as f64 - 0.25}),
+            json!({"sub": USER, "exp": i64::MIN}),
+            json!({"sub": USER, "exp": NOW + 60, "nbf": i64::MAX}),
+            json!({"sub": USER, "exp": NOW + 60, "nbf": NOW as f64 + 30.5}),
+            json!({"sub": USER, "exp": "tomorrow"}),
+        ];
+        for claims in refused {
+            assert!(check(&sign(claims.clone(), SECRET), &config()).is_err(), "{claims}");
         }
     }
 

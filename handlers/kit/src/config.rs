@@ -255,12 +255,48 @@ pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     let mut errors = errors;
     if errors.is_empty() {
         errors.extend(check_database_host(values));
+        errors.extend(check_secret_strength(values));
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ConfigError { errors })
     }
+}
+
+/// Markers of a value copied from an example rather than generated (the
+/// deploy Secret's placeholder is `REPLACE_ME-...`), compared without case.
+const PLACEHOLDERS: &[&str] = &["replace_me", "replace-me", "changeme", "change-me", "placeholder"];
+
+/// The fewest distinct bytes a production `jwt_secret` may have: 32 random
+/// bytes, even base64- or hex-encoded, have far more; `aaaa...` or a short
+/// word repeated to length do not.
+const MIN_DISTINCT_SECRET_BYTES: usize = 12;
+
+/// `jwt_secret` must not be a placeholder (anywhere) nor obviously weak (in
+/// production): anyone who knows it can sign tokens for every user. Values
+/// stay out of the messages.
+fn check_secret_strength(values: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let Some(secret) = values.get("jwt_secret") else {
+        return Vec::new();
+    };
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+        return vec![FieldError::at_parameter(
+            "jwt_secret",
+            "placeholder",
+            "is an example placeholder; generate one (e.g. openssl rand -base64 48)",
+        )];
+    }
+    let distinct = secret.bytes().collect::<std::collections::BTreeSet<u8>>().len();
+    if values.get("app_env").map(String::as_str) == Some("production") && distinct < MIN_DISTINCT_SECRET_BYTES {
+        return vec![FieldError::at_parameter(
+            "jwt_secret",
+            "weak",
+            "is too repetitive to be a random key; generate one (e.g. openssl rand -base64 48)",
+        )];
+    }
+    Vec::new()
 }
 
 /// `database_url` must name the server `db_host` allows: the components may
@@ -420,6 +456,22 @@ mod tests {
         let auth = c.auth.unwrap();
         assert_eq!(auth.issuer, None);
         assert!(!format!("{auth:?}").contains("kkkk"));
+    }
+
+    #[test]
+    fn placeholder_and_weak_secrets_are_refused() {
+        let example = "REPLACE_ME-at-least-32-random-bytes";
+        for env in ["development", "production"] {
+            let err = Config::from_values(&values(&[("app_env", env), ("jwt_secret", example)])).unwrap_err();
+            assert_eq!(err.names(), vec!["jwt_secret"]);
+            assert!(!format!("{err} {err:?}").contains("REPLACE"), "{err}");
+        }
+        let weak = "abcabcabcabcabcabcabcabcabcabcabcabc";
+        assert!(Config::from_values(&values(&[("app_env", "development"), ("jwt_secret", weak)])).is_ok());
+        let err = Config::from_values(&values(&[("app_env", "production"), ("jwt_secret", weak)])).unwrap_err();
+        assert_eq!(err.names(), vec!["jwt_secret"]);
+        let random = "q3N8vX0pL7kR2mZ9tB4wY6cF1hJ5sD8gA0eU3iO7yT2=";
+        assert!(Config::from_values(&values(&[("app_env", "production"), ("jwt_secret", random)])).is_ok());
     }
 
     #[test]

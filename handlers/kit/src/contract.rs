@@ -341,9 +341,10 @@ pub static DOCS: Route = Route {
     auth: false,
 };
 
-/// The route of the resize component a request path is for.
+/// The route of the resize component a request path is for (Spin routes
+/// `/images/resize/raw/` there too: trailing slashes do not change it).
 pub fn resize_route(path: &str) -> &'static Route {
-    if path == RESIZE_IMAGE_RAW.path {
+    if path.trim_end_matches('/') == RESIZE_IMAGE_RAW.path {
         &RESIZE_IMAGE_RAW
     } else {
         &RESIZE_IMAGE
@@ -363,6 +364,16 @@ pub static ALL: &[&Route] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_raw_resize_route_keeps_its_contract_with_a_trailing_slash() {
+        for path in ["/images/resize/raw", "/images/resize/raw/", "/images/resize/raw//"] {
+            assert_eq!(resize_route(path).path, RESIZE_IMAGE_RAW.path, "{path}");
+        }
+        for path in ["/images/resize", "/images/resize/", "/images/resize/rawx"] {
+            assert_eq!(resize_route(path).path, RESIZE_IMAGE.path, "{path}");
+        }
+    }
 
     #[test]
     fn head_follows_get() {

@@ -17,6 +17,7 @@
 //!   validated [`config::Config`].
 //! - [`durability`]: the `sqlite_synchronous` setting of SQLite connections.
 //! - [`auth`]: bearer JWT verification (HS256) of the caller.
+//! - [`negotiate`]: `Accept` / `Accept-Encoding` members and their quality.
 //! - [`log`]: one JSON object per line on stdout.
 //! - [`orders`] and [`sql`]: the order domain and its store over any SQL
 //!   database (SQLite or PostgreSQL).
@@ -33,6 +34,7 @@ pub mod contract;
 pub mod durability;
 pub mod log;
 pub mod migrations;
+pub mod negotiate;
 pub mod openapi;
 pub mod orders;
 pub mod pipeline;

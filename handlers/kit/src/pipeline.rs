@@ -7,10 +7,13 @@
 //! 1. request id (the caller's when sane), logger;
 //! 2. `405` + `Allow` for a method the route does not serve;
 //! 3. `500 invalid-config` naming each bad variable;
-//! 4. for body routes: `415` unless `application/json` (charset optional,
+//! 4. for body routes: `415` for a `Content-Encoding` other than
+//!    `identity`, `415` unless `application/json` (charset optional,
 //!    UTF-8 only), `413` past the limit (from `Content-Length` before reading,
-//!    and while reading), `400 malformed-json` with the position, `400
-//!    validation-failed` with every failed constraint;
+//!    and while reading; also past 10,000 JSON values, counted before
+//!    parsing), `400 malformed-json` with the position, `400
+//!    validation-failed` with every failed constraint (at most 100 listed,
+//!    `errorsTruncated` past that);
 //! 5. the route's logic, whose [`Problem`]s become problem answers;
 //! 6. `x-request-id` and `Content-Length` on every answer (`HEAD` keeps `GET`'s
 //!    length and drops the body), one summary
@@ -20,9 +23,9 @@ use crate::auth::{self, Caller};
 use crate::config::{Config, ConfigError, LogLevel};
 use crate::contract::{BodyContract, RawContract, Route};
 use crate::log::Logger;
-use crate::problem::{FieldError, Problem, ProblemKind};
+use crate::problem::{FieldError, MAX_REPORTED_ERRORS, Problem, ProblemKind};
 use crate::request_id;
-use crate::validate::parse_json;
+use crate::validate::{MAX_JSON_VALUES, exceeds_values, parse_json};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderValue, Method, Response, StatusCode, header, request::Parts};
@@ -84,15 +87,26 @@ pub struct RawBody {
 impl Ctx {
     /// A path parameter, as Spin passes it in `spin-path-match-<name>`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.head
-            .headers
-            .get(format!("spin-path-match-{name}"))
-            .and_then(|v| v.to_str().ok())
+        spin_header(&self.head, &format!("spin-path-match-{name}"))
+    }
+
+    /// The rest of the path after a wildcard route's prefix (Spin's
+    /// `spin-path-info`), empty when there is none.
+    pub fn path_info(&self) -> &str {
+        spin_header(&self.head, "spin-path-info").unwrap_or("")
     }
 
     pub fn request_id(&self) -> &str {
         self.log.request_id()
     }
+}
+
+/// A header Spin sets for the component. Spin appends its own value after
+/// any the client sent under the same name, so only the last one is Spin's:
+/// a client must not choose the route's parameters (`spin-path-match-id:
+/// <another order>`) or the docs asset (`spin-path-info`).
+fn spin_header<'h>(head: &'h Parts, name: &str) -> Option<&'h str> {
+    head.headers.get_all(name).iter().next_back()?.to_str().ok()
 }
 
 /// Runs one request through the contract. `T` is the route's body type:
@@ -219,6 +233,7 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         let input = serde_json::from_value(Value::Null).map_err(|_| Problem::internal())?;
         return Ok((caller, input, None));
     };
+    check_identity_encoding(head)?;
     let raw = match &contract.raw {
         Some(raw) => Some(raw_media_type(head, raw)?),
         None => {
@@ -255,10 +270,16 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
     if let (Some((media_type, _)), Some(parameters)) = (raw, parameters) {
         return Ok((caller, parameters, Some(RawBody { media_type, bytes })));
     }
+    if exceeds_values(&bytes, MAX_JSON_VALUES) {
+        return Err(Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body holds more than {MAX_JSON_VALUES} JSON values"),
+        ));
+    }
     let value = parse_json(&bytes)?;
     let errors = contract.compiled().errors(&value);
     if !errors.is_empty() {
-        let detail = format!("{} constraint(s) failed; see errors", errors.len());
+        let detail = count_failures(errors.len(), "constraint(s)");
         return Err(Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors));
     }
     // JSON Schema counts 851.0 as an integer; so do the route's types.
@@ -271,6 +292,16 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         Problem::internal()
     })?;
     Ok((caller, input, None))
+}
+
+/// The `detail` of a problem listing `count` failures (of `what`), saying
+/// so when the list is cut at [`MAX_REPORTED_ERRORS`].
+fn count_failures(count: usize, what: &str) -> String {
+    if count > MAX_REPORTED_ERRORS {
+        format!("more than {MAX_REPORTED_ERRORS} {what} failed; errors lists the first {MAX_REPORTED_ERRORS}")
+    } else {
+        format!("{count} {what} failed; see errors")
+    }
 }
 
 /// Numbers with no fractional part (`851.0`) as integers: JSON Schema's
@@ -347,7 +378,7 @@ fn query_parameters<T: DeserializeOwned>(head: &Parts, contract: &BodyContract) 
         errors.extend(schema.parameter_errors(&parameters));
     }
     if !errors.is_empty() {
-        let detail = format!("{} query parameter constraint(s) failed; see errors", errors.len());
+        let detail = count_failures(errors.len(), "query parameter constraint(s)");
         return Err(Problem::new(ProblemKind::InvalidParameter, detail).with_errors(errors));
     }
     serde_json::from_value(parameters).map_err(|e| {
@@ -356,6 +387,28 @@ fn query_parameters<T: DeserializeOwned>(head: &Parts, contract: &BodyContract) 
             format!("parameters do not match the route's type: {e}"),
         )
     })
+}
+
+/// A body must come as it is: `Content-Encoding` absent or `identity`. A
+/// gzip (or any other) coding would otherwise be parsed as if it were plain,
+/// and decoding it here would let a small body expand past the route's
+/// limit, so it is `415` (RFC 9110 §15.5.16).
+fn check_identity_encoding(head: &Parts) -> Result<(), Problem> {
+    let plain = head.headers.get_all(header::CONTENT_ENCODING).iter().all(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("identity"))
+        })
+    });
+    if plain {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            ProblemKind::UnsupportedMediaType,
+            "this route takes unencoded bodies: send it without Content-Encoding",
+        ))
+    }
 }
 
 /// `application/json`, any case, with at most a UTF-8 `charset` parameter.
@@ -512,6 +565,78 @@ mod tests {
         }
         let (r, _) = run(&CREATE_ORDER, head("POST", Some("Application/JSON")), VALID);
         assert_eq!(r.status(), 200);
+    }
+
+    #[test]
+    fn answers_to_hostile_bodies_stay_small() {
+        // 5,000 unknown properties: 100 listed, and the answer says it is cut.
+        let members: Vec<String> = (0..5000).map(|i| format!("\"x{i}\":0")).collect();
+        let body: &'static [u8] = Box::leak(format!("{{{}}}", members.join(",")).into_bytes().into_boxed_slice());
+        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json")), body);
+        assert_eq!(r.status(), 400);
+        assert_eq!(v["errors"].as_array().unwrap().len(), MAX_REPORTED_ERRORS);
+        assert_eq!(v["errorsTruncated"], true);
+        assert!(v["detail"].as_str().unwrap().starts_with("more than 100"));
+        assert!(r.body().len() < 16 * 1024, "{} bytes", r.body().len());
+        // More values than any route needs: refused before parsing.
+        let many: &'static [u8] = Box::leak(
+            format!("[{}0]", "0,".repeat(MAX_JSON_VALUES))
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let (r, v) = run(&CREATE_ORDER, head("POST", Some("application/json")), many);
+        assert_eq!(r.status(), 413);
+        assert_eq!(v["type"], "/problems/payload-too-large");
+        // A few errors: listed in full, no flag.
+        let (_, v) = run(
+            &CREATE_ORDER,
+            head("POST", Some("application/json")),
+            b"{\"items\": []}",
+        );
+        assert!(v.get("errorsTruncated").is_none());
+    }
+
+    #[test]
+    fn value_counts_bound_every_body() {
+        assert!(!exceeds_values(b"[1,2,3]", 4) && exceeds_values(b"[1,2,3]", 3));
+        assert!(!exceeds_values(br#"{"a":"[,,,{\"","b":[]}"#, 4));
+        assert!(!exceeds_values(b"", 1) && !exceeds_values(b"not json", 1));
+    }
+
+    #[test]
+    fn encoded_bodies_are_415() {
+        for coding in ["gzip", "br", "identity, gzip", "GZIP"] {
+            let mut h = head("POST", Some("application/json"));
+            h.headers.insert("content-encoding", HeaderValue::from_static(coding));
+            let (r, v) = run(&CREATE_ORDER, h, VALID);
+            assert_eq!(r.status(), 415, "{coding}");
+            assert_eq!(v["type"], "/problems/unsupported-media-type");
+        }
+        let mut h = head("POST", Some("application/json"));
+        h.headers
+            .insert("content-encoding", HeaderValue::from_static("Identity"));
+        assert_eq!(run(&CREATE_ORDER, h, VALID).0.status(), 200);
+    }
+
+    #[test]
+    fn only_spins_own_routing_headers_count() {
+        // Spin appends its values after any the client sent.
+        let mut h = head("GET", None);
+        h.headers
+            .append("spin-path-match-id", HeaderValue::from_static("forged"));
+        h.headers
+            .append("spin-path-match-id", HeaderValue::from_static("from-spin"));
+        h.headers
+            .append("spin-path-info", HeaderValue::from_static("/assets/forged.js"));
+        h.headers.append("spin-path-info", HeaderValue::from_static(""));
+        let r = futures::executor::block_on(serve(
+            &GET_ORDER,
+            h,
+            Bytes::new(),
+            Ok(Config::default()),
+            async |c: &Ctx, (): ()| Ok(json(StatusCode::OK, &(c.param("id"), c.path_info()))),
+        ));
+        assert_eq!(r.body().as_ref(), br#"["from-spin",""]"#);
     }
 
     #[test]

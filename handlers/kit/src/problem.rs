@@ -162,12 +162,21 @@ impl FieldError {
     }
 }
 
+/// The most located errors one answer lists. A hostile body can break a
+/// schema in millions of places (every unknown property of a 14 MiB
+/// object); listing them all would turn a small request into a huge answer.
+/// Past this many the list is cut and `errorsTruncated` says so.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
 /// An error answer, before the pipeline adds `instance` and `requestId`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub kind: ProblemKind,
     pub detail: String,
+    /// At most [`MAX_REPORTED_ERRORS`].
     pub errors: Vec<FieldError>,
+    /// Whether `errors` was cut at [`MAX_REPORTED_ERRORS`].
+    pub errors_truncated: bool,
     /// Extra response headers (`Allow` for 405, `WWW-Authenticate` for 401).
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -178,11 +187,16 @@ impl Problem {
             kind,
             detail: detail.into(),
             errors: Vec::new(),
+            errors_truncated: false,
             headers: Vec::new(),
         }
     }
 
-    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+    /// The located errors, cut at [`MAX_REPORTED_ERRORS`] (then
+    /// `errors_truncated` is set).
+    pub fn with_errors(mut self, mut errors: Vec<FieldError>) -> Self {
+        self.errors_truncated = errors.len() > MAX_REPORTED_ERRORS;
+        errors.truncate(MAX_REPORTED_ERRORS);
         self.errors = errors;
         self
     }
@@ -218,6 +232,8 @@ impl Problem {
             request_id: &'a str,
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             errors: &'a [FieldError],
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            errors_truncated: bool,
         }
         let body = Body {
             type_uri: self.kind.type_uri(),
@@ -227,6 +243,7 @@ impl Problem {
             instance,
             request_id,
             errors: &self.errors,
+            errors_truncated: self.errors_truncated,
         };
         let bytes = serde_json::to_vec(&body).expect("a problem always serialises");
         let mut response = Response::new(Bytes::from(bytes));

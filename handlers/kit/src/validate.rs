@@ -8,7 +8,7 @@
 //! files ([`crate::schemas::generated`]); [`Schema::for_file`] picks them.
 //! `format` is asserted, not an annotation, as the conventions require.
 
-use crate::problem::{FieldError, Problem, ProblemKind};
+use crate::problem::{FieldError, MAX_REPORTED_ERRORS, Problem, ProblemKind};
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
@@ -57,10 +57,15 @@ impl Schema {
         }
     }
 
-    /// Every failed constraint, in document order; empty when `instance` is valid.
+    /// The failed constraints, in document order; empty when `instance` is
+    /// valid. The walk stops one past [`MAX_REPORTED_ERRORS`]: an answer lists
+    /// no more, and a hostile body must not buy unbounded work.
     pub fn errors(&self, instance: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         for error in self.iter_errors(instance) {
+            if errors.len() > MAX_REPORTED_ERRORS {
+                break;
+            }
             let pointer = error.instance_path().as_str().to_string();
             match error.kind() {
                 // One entry per unknown property, located at the property itself.
@@ -92,6 +97,9 @@ impl Schema {
     pub fn parameter_errors(&self, parameters: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         for error in self.iter_errors(parameters) {
+            if errors.len() > MAX_REPORTED_ERRORS {
+                break;
+            }
             match error.kind() {
                 ValidationErrorKind::AdditionalProperties { unexpected } => {
                     for name in unexpected {
@@ -127,6 +135,43 @@ impl Schema {
 /// Escapes one reference token (RFC 6901 §3).
 pub fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
+}
+
+/// The most JSON values (scalars, arrays and objects, nested ones included)
+/// a body may hold: far more than any route's schema admits, and few enough
+/// that a hostile 14 MiB body of `[0,0,0,...]` is refused before it is parsed
+/// into millions of values.
+pub const MAX_JSON_VALUES: usize = 10_000;
+
+/// Whether `body` holds more than `limit` JSON values, counted without
+/// parsing: one for the top-level value, and one more for every `[`, `{` and
+/// `,` outside strings. For valid JSON that is exact but for empty arrays
+/// and objects (each counted once more), so it never undercounts; and it
+/// costs one pass over the bytes, whatever they are.
+pub fn exceeds_values(body: &[u8], limit: usize) -> bool {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' | b',' => {
+                values += 1;
+                if values > limit {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a request body, answering `400 malformed-json` with the line,

@@ -9,9 +9,7 @@ use http::Request;
 use image::{GenericImageView, ImageFormat, RgbaImage};
 use serde_json::json;
 
-#[path = "../../../handlers/kit/src/imaging/test_images.rs"]
-mod test_images;
-use test_images::{gradient, jpeg, png, png_rgba};
+use crate::test_images::{gradient, jpeg, png, png_rgba};
 
 const PATH: &str = "/images/resize";
 const RAW_PATH: &str = "/images/resize/raw";

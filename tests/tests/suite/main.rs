@@ -12,6 +12,8 @@ mod docs;
 mod durability;
 mod engines_agree;
 mod healthz;
+mod hostile_bodies;
+mod hostile_headers;
 mod images_resize;
 mod keep_alive;
 mod migrations;
@@ -19,3 +21,7 @@ mod openapi;
 mod orders_create;
 mod orders_get;
 mod postgres_outage;
+
+/// Test images, shared with kit's own imaging tests.
+#[path = "../../../handlers/kit/src/imaging/test_images.rs"]
+mod test_images;

@@ -106,22 +106,15 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, Problem> {
 /// The format the caller prefers by `Accept`: the highest `q` among ours,
 /// ties in the order of [`Format::ALL`]; webp when none is named.
 pub fn negotiate(headers: &HeaderMap) -> Format {
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Format::default();
-    };
     let mut best: Option<(f32, usize)> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or_default().trim();
-        let q = parts
-            .find_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.trim().parse::<f32>().ok()))
-            .unwrap_or(1.0);
+    for preference in crate::negotiate::preferences(headers, &header::ACCEPT) {
         let Some(index) = Format::ALL
             .iter()
-            .position(|f| media.eq_ignore_ascii_case(f.media_type()))
+            .position(|f| preference.value.eq_ignore_ascii_case(f.media_type()))
         else {
             continue;
         };
+        let q = preference.q;
         if q > 0.0 && best.is_none_or(|(bq, bi)| q > bq || (q == bq && index < bi)) {
             best = Some((q, index));
         }

@@ -1,0 +1,48 @@
+//! Bodies built to make the answer (or the work) far larger than the
+//! request: every answer stays small, on the largest JSON route there is
+//! (`POST /images/resize`, 14 MiB, no authentication) and on the query
+//! string of the raw form.
+
+use bytes::Bytes;
+use component_tests::*;
+use http::Request;
+
+/// An answer to a hostile body lists at most this many errors.
+const CAP: usize = 100;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_properties_get_a_short_list() {
+    let h = Harness::route("images-resize").await;
+    // About 1 MB of unknown properties: 60,000 schema failures.
+    let members: Vec<String> = (0..60_000).map(|i| format!("\"p{i}\":0")).collect();
+    let body = format!("{{{}}}", members.join(","));
+    let r = h.post_json("/images/resize", body).await;
+    // More values than any route takes: refused before parsing.
+    let v = r.assert_problem(413, "/problems/payload-too-large");
+    assert!(v["detail"].as_str().unwrap().contains("JSON values"));
+
+    // 5,000 of them: parsed, validated, and answered with the first 100.
+    let members: Vec<String> = (0..5_000).map(|i| format!("\"p{i}\":0")).collect();
+    let r = h
+        .post_json("/images/resize", format!("{{{}}}", members.join(",")))
+        .await;
+    let v = r.assert_problem(400, "/problems/validation-failed");
+    assert_eq!(v["errors"].as_array().unwrap().len(), CAP);
+    assert_eq!(v["errorsTruncated"], true);
+    assert!(r.body.len() < 16 * 1024, "answer of {} bytes", r.body.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_query_parameters_get_a_short_list() {
+    let h = Harness::route("images-resize").await;
+    let query: Vec<String> = (0..300).map(|i| format!("q{i}=1")).collect();
+    let request = Request::post(format!("/images/resize/raw?width=4&height=4&{}", query.join("&")))
+        .header("content-type", "image/png")
+        .body(Bytes::from_static(b"\x89PNG"))
+        .unwrap();
+    let r = h.send(request).await;
+    let v = r.assert_problem(400, "/problems/invalid-parameter");
+    assert_eq!(v["errors"].as_array().unwrap().len(), CAP);
+    assert_eq!(v["errorsTruncated"], true);
+    assert!(r.body.len() < 16 * 1024, "answer of {} bytes", r.body.len());
+}
