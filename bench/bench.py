@@ -705,7 +705,7 @@ def main():
             "resize_rps_meanwhile": loaded["background"]["rps"],
         }
         say(f"     GET p99 x{isolation['p99_ratio']:.1f} while resizing "
-            f"({loaded['background']['rps']:.0f} img/s meanwhile); Node.js: x3-4.4")
+            f"({loaded['background']['rps']:.0f} img/s meanwhile)")
     else:
         bench.skip("isolation", "GET /orders/:id while resizing", "not built: no images-resize component")
 

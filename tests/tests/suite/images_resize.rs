@@ -179,6 +179,17 @@ async fn bad_inputs_are_typed_problems() {
     let p = r.assert_problem(422, "/problems/image-too-large");
     assert!(p["detail"].as_str().unwrap().contains("MiB"), "{p}");
 
+    // A PNG declaring 100000x100000, past what the decoder itself agrees
+    // to open in a 32-bit component: still image-too-large, not corrupt.
+    let mut huge = png(&gradient(16, 16));
+    huge[16..24].copy_from_slice(&[0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0]);
+    let mut crc = flate2::Crc::new();
+    crc.update(&huge[12..29]);
+    huge[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+    let r = h.send(raw("width=2&height=2", "image/png", huge)).await;
+    let p = r.assert_problem(422, "/problems/image-too-large");
+    assert!(p["detail"].as_str().unwrap().contains("100000x100000"), "{p}");
+
     let r = h.send(Request::get(PATH).body(Bytes::new()).unwrap()).await;
     r.assert_problem(405, "/problems/method-not-allowed");
     assert_eq!(r.header("allow"), "POST");

@@ -409,6 +409,16 @@ fn open(input: &[u8]) -> Result<(impl ImageDecoder + '_, Header), ImagingError> 
             "the JPEG data ends before its last scan does".into(),
         ));
     }
+    // A PNG may declare up to 2^31 pixels a side, far past what the decoder
+    // agrees to open (it fails with a limits error that says nothing of the
+    // size): read the declared size from IHDR first, so such a file is
+    // `image-too-large` like every other pixel bomb, not `corrupt-image`.
+    if reader.format() == Some(ImageFormat::Png)
+        && let Some((width, height)) = png_declared_size(input)
+        && u64::from(width) * u64::from(height) > MAX_PIXELS
+    {
+        return Err(ImagingError::TooManyPixels { width, height });
+    }
     let mut limits = Limits::default();
     limits.max_alloc = Some(MEMORY_BUDGET);
     reader.limits(limits);
@@ -521,6 +531,17 @@ impl std::io::Read for Pausing<'_> {
 /// counts: the estimate errs on the safe side.
 fn jpeg_is_progressive(input: &[u8]) -> bool {
     input.windows(2).any(|w| w == [0xFF, 0xC2])
+}
+
+/// The width and height a PNG's IHDR chunk declares (it must come first,
+/// right after the 8-byte signature).
+fn png_declared_size(input: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = input.get(8..24)?;
+    if &ihdr[4..8] != b"IHDR" {
+        return None;
+    }
+    let be = |at: usize| u32::from_be_bytes([ihdr[at], ihdr[at + 1], ihdr[at + 2], ihdr[at + 3]]);
+    Some((be(8), be(12)))
 }
 
 /// Whether an end-of-image marker follows the last start-of-scan marker.

@@ -355,6 +355,10 @@ fn bombs() -> Vec<(&'static str, Vec<u8>, (u32, u32))> {
     png[16..24].copy_from_slice(&[0, 0, 0x27, 0x10, 0, 0, 0x13, 0x88]); // 10000x5000
     let crc = crc32(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let mut huge_png = png.clone();
+    huge_png[16..24].copy_from_slice(&[0, 1, 0x86, 0xA0, 0, 1, 0x86, 0xA0]); // 100000x100000
+    let crc = crc32(&huge_png[12..29]);
+    huge_png[29..33].copy_from_slice(&crc.to_be_bytes());
     let mut webp = webp_lossless(&gradient(16, 16));
     let vp8l = webp.windows(4).position(|w| w == b"VP8L").unwrap() + 9; // past size and 0x2f
     // 14 bits of width-1 then 14 of height-1, LSB first: 16382 each.
@@ -365,6 +369,7 @@ fn bombs() -> Vec<(&'static str, Vec<u8>, (u32, u32))> {
     vec![
         ("jpeg", jpeg, (8000, 8000)),
         ("png", png, (10000, 5000)),
+        ("png beyond the decoder's own limits", huge_png, (100_000, 100_000)),
         ("webp", webp, (16383, 16383)),
     ]
 }
