@@ -99,6 +99,9 @@ trap 'exit 143' TERM
 db_host=${TEST_DATABASE_URL#*@}
 db_host=${db_host%%/*}
 haproxy_port=$(free_port)
+# HAProxy's limit on the time a client may take to send a request's head
+# and (with http-buffer-request) its first buffer of body: Spin has none.
+http_request_timeout=${HTTP_REQUEST_TIMEOUT:-5}
 (
   umask 077
   {
@@ -109,6 +112,7 @@ haproxy_port=$(free_port)
     printf 'HAPROXY_SOCK=%q\n' "$CLUSTER_DIR/haproxy.sock"
     printf 'HAPROXY_PORT=%q\n' "$haproxy_port"
     printf 'REPLICAS=%q\n' "$replicas"
+    printf 'HTTP_REQUEST_TIMEOUT=%q\n' "$http_request_timeout"
   } >"$CLUSTER_DIR/cluster.env"
 )
 for i in $(seq 1 "$replicas"); do
@@ -132,6 +136,15 @@ done
 #   replaying a POST without an Idempotency-Key would create a second one.
 #   (HAProxy 2.6 docs: "it is very dangerous to use any retry-on value
 #   beside conn-failure and none" without replay protection.)
+# - timeout http-request (5 s here, HTTP_REQUEST_TIMEOUT) with option
+#   http-buffer-request: a client gets that long to send its request head
+#   and the first buffer (16 KiB) of its body, else HAProxy answers 408 and
+#   closes; a slow or stalled client never reaches a replica. Spin 4.1 has
+#   no read timeout of its own (it holds a trickled head or body for 100 s,
+#   and thousands of such connections grow it by hundreds of MiB). After
+#   the first buffer, timeout client bounds each pause (30 s).
+# - /.well-known/spin/info is Spin's, not the API's (it names the app and
+#   its version): 404 at the edge.
 # - X-Served-By: which replica answered, for the tests' accounting; and
 #   X-Pin-Replica: rN, a test hook that sends a request to one replica (the
 #   graceful-stop test puts slow requests on the replica it then drains).
@@ -150,6 +163,8 @@ defaults
     timeout client 30s
     timeout server 30s
     timeout http-keep-alive 10s
+    timeout http-request ${http_request_timeout}s
+    option http-buffer-request
     timeout check 1s
     retries 3
     retry-on conn-failure
@@ -157,6 +172,7 @@ defaults
 
 frontend web
     bind 127.0.0.1:$haproxy_port
+    http-request deny deny_status 404 if { path_beg /.well-known/spin/info }
     default_backend app
 
 backend app

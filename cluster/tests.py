@@ -12,7 +12,10 @@
    HAProxy, then SIGTERM) under write load: no request fails. Before it, as
    evidence and not a test, what a raw SIGTERM does to Spin 4.1;
 4. a rolling restart of every replica under write load: no request fails,
-   every acknowledged order is readable.
+   every acknowledged order is readable;
+5. slow clients (a head or a body trickled a byte at a time) are cut off by
+   HAProxy with 408 after `timeout http-request`, while other requests are
+   served; Spin's own info route is not exposed.
 
 Each test prints PASS or FAIL with its numbers; the exit status is non-zero
 when any failed. Standard library only.
@@ -25,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -463,6 +467,78 @@ def test_rolling_restart(settle=1.0):
           f"{len(ok) - len(missing)}/{len(ok)} acknowledged orders readable")
 
 
+def trickle(head, body=b"", every=0.2, limit=30.0):
+    """Sends `head` at once, then `body` a byte per `every` seconds, reading
+    meanwhile; returns (seconds until the server answered or closed, the
+    answer's status line)."""
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=limit)
+    s.setblocking(False)
+    t0 = time.monotonic()
+    answer = b""
+    try:
+        s.sendall(head)
+        for byte in body + b"x" * 10_000:
+            if time.monotonic() - t0 > limit:
+                break
+            try:
+                chunk = s.recv(4096)
+                answer += chunk
+                break  # an answer, or the connection closed (b"")
+            except BlockingIOError:
+                pass
+            try:
+                s.send(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(every)
+        elapsed = time.monotonic() - t0
+        s.setblocking(True)
+        s.settimeout(2)
+        try:
+            answer += s.recv(4096)
+        except OSError:
+            pass
+    finally:
+        s.close()
+    return elapsed, answer.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def test_slow_clients():
+    limit = float(ENV["HTTP_REQUEST_TIMEOUT"])
+    results = {}
+
+    def slow_head():
+        results["head"] = trickle(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+
+    def slow_body():
+        body = json.dumps({"userId": USER, "items": [{"productId": "p", "quantity": 1}]}).encode()
+        head = (f"POST /orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {token(USER)}\r\nContent-Length: {len(body) + 10_000}\r\n\r\n").encode()
+        results["body"] = trickle(head, body)
+
+    slow = [threading.Thread(target=slow_head), threading.Thread(target=slow_body)]
+    for t in slow:
+        t.start()
+    time.sleep(1)
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    c.request("GET", "/healthz")
+    r = c.getresponse()
+    r.read()
+    served = r.status
+    c.request("GET", "/.well-known/spin/info")
+    r = c.getresponse()
+    r.read()
+    info = r.status
+    for t in slow:
+        t.join()
+    ok = all(status.endswith("408 Request Time-out") and limit - 0.5 <= secs <= limit + 2
+             for secs, status in results.values())
+    check(f"5. slow clients cut off at HAProxy's timeout http-request ({limit:.0f} s)",
+          ok and served == 200 and info == 404,
+          ", ".join(f"trickled {k}: '{st}' after {secs:.1f} s" for k, (secs, st) in results.items())
+          + f"; GET /healthz meanwhile: {served}; /.well-known/spin/info: {info}")
+
+
 def main():
     if REPLICAS < 2:
         say("FAIL: the cluster tests need REPLICAS >= 2 (a replica must be stopped while others serve)")
@@ -477,6 +553,7 @@ def main():
         evidence_raw_sigterm(victim)
         test_graceful_stop(victim)
         test_rolling_restart()
+        test_slow_clients()
     except (RuntimeError, TimeoutError) as e:
         check("cluster operations", False, str(e))
     say(f"cluster tests: {time.monotonic() - started:.0f} s, "
