@@ -483,19 +483,27 @@ def background_resizes(bench, server, path, body, content_type):
     """For a scenario's `during`: RESIZE_CONNECTIONS clients resizing for the
     whole scenario (started a second early); its stop function returns their
     figures."""
+    return background_posts(bench, server, path, body, content_type, RESIZE_CONNECTIONS, "200", "resize")
+
+
+def background_posts(bench, server, path, body, content_type, connections, expect, tag):
+    """For a scenario's `during`: `connections` clients POSTing `body` for
+    the whole scenario (started a second early), each answer `expect`ed; its
+    stop function returns their figures and the server's RSS then."""
     def start():
-        proc, out = bench.wrk(server.port, path, RESIZE_CONNECTIONS, SECONDS + 2, method="POST", body=body,
-                              headers=(f"Content-Type: {content_type}",), tag=f"{bench.label or ''}-isolation-resize")
-        time.sleep(1)  # let the resize load ramp up first
+        proc, out = bench.wrk(server.port, path, connections, SECONDS + 2, method="POST", body=body,
+                              headers=(f"Content-Type: {content_type}",), tag=f"{bench.label or ''}-{tag}")
+        time.sleep(1)  # let the background load ramp up first
 
         def stop():
+            rss = rss_mib(server.proc.pid)
             r = bench.collect(proc, out)
-            bad = {s: k for s, k in r["statuses"].items() if s != "200"}
-            return {"title": f"POST {path}, c={RESIZE_CONNECTIONS}",
+            bad = {s: k for s, k in r["statuses"].items() if s != expect}
+            return {"title": f"POST {path}, c={connections}",
                     "rps": r["requests"] / (r["duration_us"] / 1e6), "statuses": r["statuses"],
-                    "p99_ms": r["latency_us"]["p99"] / 1000,
-                    "problems": ([f"background resize: unexpected statuses {bad}"] if bad else [])
-                    + ([f"background resize: socket errors {r['errors']}"] if sum(r["errors"].values()) else [])}
+                    "p99_ms": r["latency_us"]["p99"] / 1000, "server_rss_mib": rss,
+                    "problems": ([f"background {tag}: unexpected statuses {bad}"] if bad else [])
+                    + ([f"background {tag}: socket errors {r['errors']}"] if sum(r["errors"].values()) else [])}
         return stop
     return start
 
@@ -709,6 +717,24 @@ def main():
     else:
         bench.skip("isolation", "GET /orders/:id while resizing", "not built: no images-resize component")
 
+    # 5b. Hostile bodies: 4 clients sending 5,000 unknown properties each to
+    # the 14 MiB JSON route (no authentication): every answer is a short
+    # 400 (the error list is capped); the same GET must stay cheap.
+    hostile = None
+    if has_resize:
+        members = ",".join(f'"p{i}":0' for i in range(5000))
+        loaded = bench.scenario("hostile", "GET /orders/:id while hostile bodies arrive (c=4, 5,000 errors each)",
+                                server, get_paths[0], {200}, headers=(auth,), paths=get_paths,
+                                during=background_posts(bench, server, "/images/resize", f"{{{members}}}".encode(),
+                                                        "application/json", 4, "400", "hostile"))
+        hostile = {"get_loaded_p99_ms": loaded["p99_ms"], "get_unloaded_p99_ms": get["p99_ms"],
+                   "hostile_rps": loaded["background"]["rps"],
+                   "server_rss_mib": loaded["background"]["server_rss_mib"]}
+        say(f"     GET p99 {get['p99_ms']:.1f} -> {loaded['p99_ms']:.1f} ms while {hostile['hostile_rps']:.0f} "
+            f"hostile bodies/s were refused; server RSS {hostile['server_rss_mib']:.0f} MiB")
+    else:
+        bench.skip("hostile", "GET /orders/:id while hostile bodies arrive", "not built: no images-resize component")
+
     # 6. Uploads: 32 clients each start a 60 MiB body to a route that takes
     # 64 KiB; the host must not hold what the route refuses.
     say("bench: 32 clients each starting a 60 MiB POST /orders ...")
@@ -740,7 +766,7 @@ def main():
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain")),
         "load_generator": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].strip(),
-        "scenarios": bench.rows, "isolation": isolation,
+        "scenarios": bench.rows, "isolation": isolation, "hostile_bodies": hostile,
         "cold_start_s": {"first_start_empty_cache": cold_compile, "restart": cold},
         "instantiation": inst, "wasm_bytes": wasm,
         "peak_rss_mib": {"app": app_rss, "app_first_start_compiling": compile_rss, "noop": noop_rss},
@@ -964,6 +990,11 @@ def print_table(results, base, node_rows):
             f"{iso['get_loaded_p99_ms']:.2f} ms while resizing: x{iso['p99_ratio']:.1f} "
             f"(p50 x{iso['p50_ratio']:.1f}; {iso['resize_rps_meanwhile']:.0f} img/s meanwhile)   "
             f"Node.js: {node_isolation(results, node_rows)}")
+    hb = results["hostile_bodies"]
+    if hb:
+        say(f"hostile bodies: GET /orders/:id p99 {hb['get_unloaded_p99_ms']:.2f} ms unloaded, "
+            f"{hb['get_loaded_p99_ms']:.2f} ms while {hb['hostile_rps']:.0f}/s bodies of 5,000 unknown properties "
+            f"were answered 400; server RSS then {hb['server_rss_mib']:.0f} MiB")
     cs = results["cold_start_s"]
     first = "the first start (empty wasmtime cache: compiles every component)"
     say(f"cold start (process start to first 200 on /healthz): {cs['restart']:.3f} s with compiled "
