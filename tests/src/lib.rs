@@ -70,6 +70,7 @@ struct Launch {
     program: PathBuf,
     variables: Vec<(String, String)>,
     components: Vec<String>,
+    max_instance_memory: Option<usize>,
 }
 
 /// How to load the app.
@@ -79,6 +80,8 @@ pub struct Setup<'a> {
     pub variables: &'a [(&'a str, &'a str)],
     /// Variables the harness would set that this test leaves unset.
     pub omit: &'a [&'a str],
+    /// The engine's `--max-instance-memory` (bytes), when the test sets one.
+    pub max_instance_memory: Option<usize>,
 }
 
 impl Harness {
@@ -169,12 +172,13 @@ impl Harness {
             Engine::Spin => Some(PathBuf::from("spin")),
         };
         let mut harness = match program {
-            None => start_runner(state, variables, components).await?,
+            None => start_runner(state, variables, components, setup.max_instance_memory).await?,
             Some(program) => {
                 let launch = Launch {
                     program,
                     variables,
                     components,
+                    max_instance_memory: setup.max_instance_memory,
                 };
                 let (addr, child) = start_process(state.path(), &launch).await?;
                 Harness {
@@ -259,6 +263,7 @@ async fn start_runner(
     state: tempfile::TempDir,
     variables: Vec<(String, String)>,
     components: Vec<String>,
+    max_instance_memory: Option<usize>,
 ) -> Result<Harness, String> {
     let options = runner::Options {
         manifest: root().join("spin.toml"),
@@ -267,6 +272,7 @@ async fn start_runner(
         env: Some(Default::default()),
         only_components: Some(components),
         echo_component_output: false,
+        max_instance_memory,
         ..Default::default()
     };
     let app = runner::App::load(options).await.map_err(|e| format!("{e:#}"))?;
@@ -312,6 +318,9 @@ async fn start_process(state: &Path, launch: &Launch) -> Result<(SocketAddr, Chi
         }
         for (name, value) in &launch.variables {
             command.arg("--variable").arg(format!("{name}={value}"));
+        }
+        if let Some(bytes) = launch.max_instance_memory {
+            command.arg("--max-instance-memory").arg(bytes.to_string());
         }
         // Only the test's variables: none from the environment.
         for (name, _) in std::env::vars_os() {

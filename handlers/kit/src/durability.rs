@@ -58,9 +58,7 @@ pub async fn apply<D: Database>(db: &D, durability: Durability) -> Result<Durabi
     let effective = match durability {
         Durability::Full => Durability::Full,
         Durability::Normal => {
-            let rows = db.query("PRAGMA journal_mode", &[]).await?;
-            let mode = rows.first().and_then(|r| r.first()).and_then(SqlValue::as_text);
-            if mode.is_some_and(|m| m.eq_ignore_ascii_case("wal")) {
+            if journal_is_wal(db).await {
                 Durability::Normal
             } else {
                 Durability::Full
@@ -73,4 +71,27 @@ pub async fn apply<D: Database>(db: &D, durability: Durability) -> Result<Durabi
     };
     db.query(statement, &[]).await?;
     Ok(effective)
+}
+
+/// Whether the file is in WAL mode. Reading the mode can meet the lock of
+/// another instance that is switching it (a fresh database under a burst of
+/// first requests): wait and read again, a few times; when it still cannot
+/// be read, the answer is "no", and the connection stays at FULL, the safe
+/// side, rather than failing the request.
+async fn journal_is_wal<D: Database>(db: &D) -> bool {
+    let mut wait = 1;
+    for _ in 0..12 {
+        match db.query("PRAGMA journal_mode", &[]).await {
+            Ok(rows) => {
+                let mode = rows.first().and_then(|r| r.first()).and_then(SqlValue::as_text);
+                return mode.is_some_and(|m| m.eq_ignore_ascii_case("wal"));
+            }
+            Err(DbError::Locked(_)) => {
+                db.pause(wait).await;
+                wait = (wait * 2).min(50);
+            }
+            Err(_) => return false,
+        }
+    }
+    false
 }

@@ -109,7 +109,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     let h = Harness::load(Setup {
         components: &["orders-create"],
         variables: &[("jwt_issuer", "https://id.example"), ("jwt_audience", "orders")],
-        omit: &[],
+        ..Setup::default()
     })
     .await;
     let with = |claims: serde_json::Value| format!("Bearer {}", sign(&claims, JWT_SECRET));
@@ -172,7 +172,7 @@ async fn a_short_secret_is_a_500_naming_it() {
     let h = Harness::load(Setup {
         components: &["orders-create"],
         variables: &[("jwt_secret", "short")],
-        omit: &[],
+        ..Setup::default()
     })
     .await;
     let r = h.send(post(Some(&bearer(USER)), None, &order_body(USER))).await;

@@ -46,3 +46,28 @@ async fn unknown_query_parameters_get_a_short_list() {
     assert_eq!(v["errorsTruncated"], true);
     assert!(r.body.len() < 16 * 1024, "answer of {} bytes", r.body.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_limited_instance_still_answers_with_a_problem() {
+    // As an operator would run it: 256 MiB per instance. A 14 MB body of
+    // seven million numbers would take several hundred MiB as parsed JSON,
+    // and the instance would trap (an empty 500); it is refused first.
+    let h = Harness::load(Setup {
+        components: &["images-resize"],
+        max_instance_memory: Some(256 << 20),
+        ..Setup::default()
+    })
+    .await;
+    let mut body = String::with_capacity(14_000_002);
+    body.push('[');
+    body.push_str(&"0,".repeat(6_999_999));
+    body.push_str("0]");
+    let r = h.post_json("/images/resize", body).await;
+    r.assert_problem(413, "/problems/payload-too-large");
+    // 5,000 unknown properties: a short 400, not a trap.
+    let members: Vec<String> = (0..5_000).map(|i| format!("\"p{i}\":0")).collect();
+    let r = h
+        .post_json("/images/resize", format!("{{{}}}", members.join(",")))
+        .await;
+    r.assert_problem(400, "/problems/validation-failed");
+}

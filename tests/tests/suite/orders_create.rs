@@ -198,7 +198,7 @@ async fn a_bad_config_is_a_500_naming_the_variable_never_its_value() {
     let h = Harness::load(Setup {
         components: &["orders-create"],
         variables: &[("database_url", "mysql://root:hunter2@db/orders")],
-        omit: &[],
+        ..Setup::default()
     })
     .await;
     let r = h.post_as_user("/orders", order_body(USER)).await;

@@ -29,7 +29,7 @@ async fn outage_gives_503_and_service_recovers() {
     let h = Harness::load(Setup {
         components: &["orders-create", "orders-get", "healthz"],
         variables: &[],
-        omit: &[],
+        ..Setup::default()
     })
     .await;
     let before = h
