@@ -14,8 +14,8 @@
 //!   never corrupt the file.
 //! - `full`: every commit is fsynced before it returns, so acknowledged
 //!   orders survive a power loss too, at one fsync per insert (on the
-//!   bench's 2-core machine: half the `POST /orders` throughput, and
-//!   concurrent writers wait in SQLite's busy handler meanwhile).
+//!   bench's 2-core machine: about 40% less `POST /orders` throughput,
+//!   and concurrent writers wait in SQLite's busy handler meanwhile).
 //!
 //! When the file is not in WAL mode (a host that manages the file itself
 //! refused the switch), `normal` could corrupt it on power loss, so the
@@ -34,14 +34,6 @@ pub enum Durability {
 }
 
 impl Durability {
-    /// The variable's value for this setting.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Normal => "normal",
-            Durability::Full => "full",
-        }
-    }
-
     /// The setting a variable value names (the config schema admits only these).
     pub fn parse(value: &str) -> Option<Durability> {
         match value {
@@ -79,19 +71,11 @@ pub async fn apply<D: Database>(db: &D, durability: Durability) -> Result<Durabi
 /// be read, the answer is "no", and the connection stays at FULL, the safe
 /// side, rather than failing the request.
 async fn journal_is_wal<D: Database>(db: &D) -> bool {
-    let mut wait = 1;
-    for _ in 0..12 {
-        match db.query("PRAGMA journal_mode", &[]).await {
-            Ok(rows) => {
-                let mode = rows.first().and_then(|r| r.first()).and_then(SqlValue::as_text);
-                return mode.is_some_and(|m| m.eq_ignore_ascii_case("wal"));
-            }
-            Err(DbError::Locked(_)) => {
-                db.pause(wait).await;
-                wait = (wait * 2).min(50);
-            }
-            Err(_) => return false,
-        }
-    }
-    false
+    let read = crate::migrations::retry_while_locked(db, 12, || db.query("PRAGMA journal_mode", &[])).await;
+    read.ok()
+        .as_ref()
+        .and_then(|rows| rows.first())
+        .and_then(|row| row.first())
+        .and_then(SqlValue::as_text)
+        .is_some_and(|mode| mode.eq_ignore_ascii_case("wal"))
 }

@@ -103,8 +103,9 @@ const WAL_TRIES: u32 = 25;
 const BEGIN_TRIES: u32 = 400;
 
 /// Runs `op` until it is not refused for a lock held elsewhere, pausing
-/// between tries; the last refusal is the error after `tries`.
-async fn retry_while_locked<D: Database, T>(
+/// between tries; the last refusal is the error after `tries`. Also used by
+/// [`crate::durability`] when a new connection reads the journal mode.
+pub(crate) async fn retry_while_locked<D: Database, T>(
     db: &D,
     tries: u32,
     op: impl AsyncFn() -> Result<T, DbError>,
