@@ -858,7 +858,8 @@ def node_phase(bodies, photo):
                DATABASE_URL=node_database(NODE_DATABASE_URL), JWT_SECRET=secrets.token_urlsafe(48))
     server = NodeServer(directory, env)
     env["PORT"] = str(server.port)
-    say(f"bench: the Node.js service ({os.path.relpath(NODE_DIR, ROOT)}, node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}) ...")
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    say(f"bench: the Node.js service ({os.path.relpath(NODE_DIR, ROOT)}, node {version}) ...")
     started = server.start("/healthz", "start")
     bench = Bench(label="node")
     valid, invalid = bodies["valid"], bodies["invalid"]
@@ -890,7 +891,7 @@ def node_phase(bodies, photo):
                                 during=background_resizes(bench, server, "/images/resize", resize, "application/json"))
         rows["isolation"] = loaded
     facts = {"first_response_s": started, "peak_rss_mib": server.peak_rss_mib(),
-             "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+             "node": version,
              "failures": bench.failures}
     server.stop()
     if bench.failures:

@@ -10,22 +10,23 @@ use http::Request;
 /// An answer to a hostile body lists at most this many errors.
 const CAP: usize = 100;
 
+/// A JSON object of `n` properties no schema of the app knows.
+fn unknown_properties(n: usize) -> String {
+    let members: Vec<String> = (0..n).map(|i| format!("\"p{i}\":0")).collect();
+    format!("{{{}}}", members.join(","))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_properties_get_a_short_list() {
     let h = Harness::route("images-resize").await;
     // About 1 MB of unknown properties: 60,000 schema failures.
-    let members: Vec<String> = (0..60_000).map(|i| format!("\"p{i}\":0")).collect();
-    let body = format!("{{{}}}", members.join(","));
-    let r = h.post_json("/images/resize", body).await;
+    let r = h.post_json("/images/resize", unknown_properties(60_000)).await;
     // More values than any route takes: refused before parsing.
     let v = r.assert_problem(413, "/problems/payload-too-large");
     assert!(v["detail"].as_str().unwrap().contains("JSON values"));
 
     // 5,000 of them: parsed, validated, and answered with the first 100.
-    let members: Vec<String> = (0..5_000).map(|i| format!("\"p{i}\":0")).collect();
-    let r = h
-        .post_json("/images/resize", format!("{{{}}}", members.join(",")))
-        .await;
+    let r = h.post_json("/images/resize", unknown_properties(5_000)).await;
     let v = r.assert_problem(400, "/problems/validation-failed");
     assert_eq!(v["errors"].as_array().unwrap().len(), CAP);
     assert_eq!(v["errorsTruncated"], true);
@@ -65,9 +66,6 @@ async fn a_memory_limited_instance_still_answers_with_a_problem() {
     let r = h.post_json("/images/resize", body).await;
     r.assert_problem(413, "/problems/payload-too-large");
     // 5,000 unknown properties: a short 400, not a trap.
-    let members: Vec<String> = (0..5_000).map(|i| format!("\"p{i}\":0")).collect();
-    let r = h
-        .post_json("/images/resize", format!("{{{}}}", members.join(",")))
-        .await;
+    let r = h.post_json("/images/resize", unknown_properties(5_000)).await;
     r.assert_problem(400, "/problems/validation-failed");
 }
