@@ -13,14 +13,16 @@
 //! - encoders: libwebp for lossy WebP (see [`webp`]), the `image` crate's
 //!   pure-Rust JPEG and PNG encoders.
 
+mod png_rows;
 pub mod route;
+mod scale;
 #[cfg(test)]
 mod test_images;
 #[cfg(test)]
 mod tests;
 mod webp;
 
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
+use fast_image_resize::{PixelType, images::Image};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::metadata::Orientation;
@@ -167,12 +169,26 @@ pub fn resize(input: &[u8], params: &Params) -> Result<Resized, ImagingError> {
     resize_with(input, params, &mut || ())
 }
 
-/// [`resize`], calling `pause` between stages, while decoding a JPEG that is
-/// shrunk on load (every [`DECODE_PAUSE_BYTES`] of its data) and while
-/// encoding WebP (every row of macroblocks): every millisecond or so of
-/// work. A host that runs a guest on one thread until it returns (Spin) can
-/// use it to serve other requests in between.
+/// [`prepare`] then [`Job::run`].
 pub fn resize_with(input: &[u8], params: &Params, pause: &mut dyn FnMut()) -> Result<Resized, ImagingError> {
+    prepare(input, params)?.run(pause)
+}
+
+/// A resize whose header has been read and whose peak memory is known,
+/// before any pixel is decoded: what the caller needs to admit it.
+pub struct Job<'a> {
+    input: &'a [u8],
+    params: Params,
+    decoder: Box<dyn ImageDecoder + 'a>,
+    header: Header,
+    plan: Plan,
+    keep_alpha: bool,
+    peak_bytes: u64,
+}
+
+/// Reads the header of `input` and plans the resize: every refusal that
+/// does not need the pixels (size, format, pixel cap, memory) happens here.
+pub fn prepare<'a>(input: &'a [u8], params: &Params) -> Result<Job<'a>, ImagingError> {
     if input.len() > MAX_IMAGE_BYTES {
         return Err(ImagingError::TooManyBytes(input.len()));
     }
@@ -184,81 +200,111 @@ pub fn resize_with(input: &[u8], params: &Params, pause: &mut dyn FnMut()) -> Re
         }
     }
     let (decoder, header) = open(input)?;
-    let Header {
-        width,
-        height,
-        orientation,
-        ..
-    } = header;
     let keep_alpha = header.color.has_alpha() && params.format.has_alpha();
     // The box is asked for as displayed, i.e. after the EXIF orientation; we
     // resize the stored pixels into the box turned back, then orient the small
     // result, which is far cheaper than rotating the full-size image.
-    let turned = swaps_sides(orientation);
-    let stored = |(w, h): (u32, u32)| if turned { (h, w) } else { (w, h) };
-    let plan = Plan::new(params.fit, stored((width, height)), (params.width, params.height));
-    let (content_w, content_h) = stored(plan.content);
-    let (canvas_w, canvas_h) = stored(plan.canvas);
+    let plan = Plan::new(
+        params.fit,
+        header.stored((header.width, header.height)),
+        (params.width, params.height),
+    );
+    let plan = Plan {
+        content: header.stored(plan.content),
+        canvas: header.stored(plan.canvas),
+        crop: plan.crop,
+    };
     let channels: u64 = if keep_alpha { 4 } else { 3 };
-    let bytes = header.peak_bytes(channels, (content_w, content_h), (canvas_w, canvas_h));
-    if bytes > MEMORY_BUDGET {
-        return Err(ImagingError::TooMuchMemory { width, height, bytes });
+    let peak_bytes = header.peak_bytes(channels, plan.content, plan.canvas);
+    if peak_bytes > MEMORY_BUDGET {
+        return Err(ImagingError::TooMuchMemory {
+            width: header.width,
+            height: header.height,
+            bytes: peak_bytes,
+        });
+    }
+    Ok(Job {
+        input,
+        params: *params,
+        decoder: Box::new(decoder),
+        header,
+        plan,
+        keep_alpha,
+        peak_bytes,
+    })
+}
+
+impl Job<'_> {
+    /// The most memory the job holds at once: its pixel buffers at their
+    /// peak (at most [`MEMORY_BUDGET`]) and the encoded input.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes + self.input.len() as u64
     }
 
-    let image = match shrink_on_load(input, (width, height), (content_w, content_h), pause) {
-        Some(smaller) => smaller,
-        None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
-    };
-    pause();
-    let (width, height) = (image.width(), image.height());
-    let (pixels, pixel_type) = if keep_alpha {
-        (image.into_rgba8().into_raw(), PixelType::U8x4)
-    } else if image.color().has_alpha() {
-        // JPEG has no alpha: flatten onto black, as sharp (libvips) does.
-        (flatten_on_black(&image.into_rgba8().into_raw()), PixelType::U8x3)
-    } else {
-        (image.into_rgb8().into_raw(), PixelType::U8x3)
-    };
-    let content = if (content_w, content_h) == (width, height) {
-        pixels
-    } else {
-        let source = Image::from_vec_u8(width, height, pixels, pixel_type).map_err(internal)?;
-        let mut target = Image::new(content_w, content_h, pixel_type);
-        let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-        if plan.crop {
-            options = options.fit_into_destination(Some((0.5, 0.5)));
+    /// Decodes, resizes and encodes, calling `pause` every millisecond or
+    /// so of work: while decoding a PNG (every [`png_rows::PAUSE_BYTES`] of rows)
+    /// or a JPEG shrunk on load (every [`DECODE_PAUSE_BYTES`] of its data),
+    /// between strips of the resize (every [`scale::STRIP_PIXELS`]), while
+    /// encoding WebP (every row of macroblocks) and between stages. A host
+    /// that runs a guest on one thread until it returns (Spin) can use it to
+    /// serve other requests in between.
+    pub fn run(self, pause: &mut dyn FnMut()) -> Result<Resized, ImagingError> {
+        let Job {
+            input,
+            params,
+            decoder,
+            header,
+            plan,
+            keep_alpha,
+            ..
+        } = self;
+        let (content_w, content_h) = plan.content;
+        let (canvas_w, canvas_h) = plan.canvas;
+        let channels: u64 = if keep_alpha { 4 } else { 3 };
+        let image = match shrink_on_load(input, (header.width, header.height), plan.content, pause) {
+            Some(smaller) => smaller,
+            None if header.format == ImageFormat::Png => png_rows::decode(input, pause)?,
+            None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
+        };
+        pause();
+        let (width, height) = (image.width(), image.height());
+        let (pixels, pixel_type) = if keep_alpha {
+            (image.into_rgba8().into_raw(), PixelType::U8x4)
+        } else if image.color().has_alpha() {
+            // JPEG has no alpha: flatten onto black, as sharp (libvips) does.
+            (flatten_on_black(&image.into_rgba8().into_raw()), PixelType::U8x3)
+        } else {
+            (image.into_rgb8().into_raw(), PixelType::U8x3)
+        };
+        pause();
+        let content = if (content_w, content_h) == (width, height) {
+            pixels
+        } else {
+            let source = Image::from_vec_u8(width, height, pixels, pixel_type).map_err(scale::internal)?;
+            scale::resize(source, plan.content, plan.crop, pause)?
+        };
+        let canvas = if plan.canvas == plan.content {
+            content
+        } else {
+            letterbox(&content, plan.content, plan.canvas, channels as usize)
+        };
+        let mut out = if keep_alpha {
+            image::RgbaImage::from_raw(canvas_w, canvas_h, canvas).map(DynamicImage::ImageRgba8)
+        } else {
+            image::RgbImage::from_raw(canvas_w, canvas_h, canvas).map(DynamicImage::ImageRgb8)
         }
-        Resizer::new()
-            .resize(&source, &mut target, &options)
-            .map_err(internal)?;
-        target.into_vec()
-    };
-    pause();
-    let canvas = if (canvas_w, canvas_h) == (content_w, content_h) {
-        content
-    } else {
-        letterbox(
-            &content,
-            (content_w, content_h),
-            (canvas_w, canvas_h),
-            channels as usize,
-        )
-    };
-    let mut out = if keep_alpha {
-        image::RgbaImage::from_raw(canvas_w, canvas_h, canvas).map(DynamicImage::ImageRgba8)
-    } else {
-        image::RgbImage::from_raw(canvas_w, canvas_h, canvas).map(DynamicImage::ImageRgb8)
+        .ok_or_else(|| ImagingError::Encode("pixel buffer size".into()))?;
+        out.apply_orientation(header.orientation);
+        pause();
+        let (width, height) = (out.width(), out.height());
+        let bytes = encode(&out, &params, pause)?;
+        Ok(Resized {
+            bytes,
+            format: params.format,
+            width,
+            height,
+        })
     }
-    .ok_or_else(|| ImagingError::Encode("pixel buffer size".into()))?;
-    out.apply_orientation(orientation);
-    let (width, height) = (out.width(), out.height());
-    let bytes = encode(&out, params, pause)?;
-    Ok(Resized {
-        bytes,
-        format: params.format,
-        width,
-        height,
-    })
 }
 
 /// What the output is made of, in displayed orientation.
@@ -343,12 +389,6 @@ fn encode(image: &DynamicImage, params: &Params, pause: &mut dyn FnMut()) -> Res
     Ok(out)
 }
 
-/// fast_image_resize refuses only mismatched buffers and pixel types, which
-/// the code above rules out: reaching this is a defect.
-fn internal(error: impl std::fmt::Display) -> ImagingError {
-    ImagingError::Encode(format!("resize failed: {error}"))
-}
-
 /// What the header says, before any pixel is decoded.
 #[derive(Clone, Copy, Debug)]
 struct Header {
@@ -356,6 +396,7 @@ struct Header {
     height: u32,
     orientation: Orientation,
     color: ColorType,
+    format: ImageFormat,
     /// What the decoder needs besides its output, per pixel: the
     /// coefficients of a progressive JPEG (i16 for each of 3 samples), the
     /// ARGB or YUV planes of WebP; PNG and baseline JPEG decode row by row.
@@ -363,6 +404,11 @@ struct Header {
 }
 
 impl Header {
+    /// A size as displayed turned into the stored pixels' orientation.
+    fn stored(&self, (w, h): (u32, u32)) -> (u32, u32) {
+        if swaps_sides(self.orientation) { (h, w) } else { (w, h) }
+    }
+
     /// An upper bound of the bytes alive at once, phase by phase: decoding,
     /// conversion to 8-bit RGB(A), resizing (fast_image_resize's vertical
     /// pass keeps a source-wide, destination-high buffer, and premultiplies
@@ -395,14 +441,17 @@ fn open(input: &[u8]) -> Result<(impl ImageDecoder + '_, Header), ImagingError> 
     let mut reader = ImageReader::new(Cursor::new(input))
         .with_guessed_format()
         .map_err(|e| ImagingError::Corrupt(e.to_string()))?;
-    let decoder_bytes_per_pixel = match reader.format() {
-        Some(ImageFormat::Jpeg) if jpeg_is_progressive(input) => 6,
-        Some(ImageFormat::Jpeg | ImageFormat::Png) => 0,
-        Some(ImageFormat::WebP) => 4,
+    let format = match reader.format() {
+        Some(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => format,
         Some(other) => return Err(ImagingError::Unsupported(format!("{other:?}"))),
         None => return Err(ImagingError::Unsupported("the data (not a known image format)".into())),
     };
-    if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(input) {
+    let decoder_bytes_per_pixel = match format {
+        ImageFormat::Jpeg if jpeg_is_progressive(input) => 6,
+        ImageFormat::WebP => 4,
+        _ => 0,
+    };
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(input) {
         // zune-jpeg fills a truncated scan with grey and succeeds; sharp
         // (libvips, fail on warnings) refuses such a file, and so do we.
         return Err(ImagingError::Corrupt(
@@ -413,7 +462,7 @@ fn open(input: &[u8]) -> Result<(impl ImageDecoder + '_, Header), ImagingError> 
     // agrees to open (it fails with a limits error that says nothing of the
     // size): read the declared size from IHDR first, so such a file is
     // `image-too-large` like every other pixel bomb, not `corrupt-image`.
-    if reader.format() == Some(ImageFormat::Png)
+    if format == ImageFormat::Png
         && let Some((width, height)) = png_declared_size(input)
         && u64::from(width) * u64::from(height) > MAX_PIXELS
     {
@@ -437,6 +486,7 @@ fn open(input: &[u8]) -> Result<(impl ImageDecoder + '_, Header), ImagingError> 
         height,
         orientation,
         color: decoder.color_type(),
+        format,
         decoder_bytes_per_pixel,
     };
     Ok((decoder, header))

@@ -439,6 +439,7 @@ fn peak_estimate_follows_the_phases() {
         height: 1000,
         orientation: Orientation::NoTransforms,
         color,
+        format: ImageFormat::Jpeg,
         decoder_bytes_per_pixel: extra,
     };
     let n = 1_000_000;
