@@ -4,6 +4,7 @@
 //! [`kit::contract::RESIZE_IMAGE_RAW`]; the pipeline is [`kit::imaging`].
 
 use kit::imaging::route::{self, ResizeRequest};
+use kit::orders::store_problem;
 use kit::pipeline::Ctx;
 use spin_sdk::http::Request;
 use spin_sdk::http_service;
@@ -12,9 +13,11 @@ use spin_sdk::http_service;
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
     let contract = kit::contract::resize_route(request.uri().path());
     kit::spin::serve(contract, request, async |ctx: &Ctx, request: ResizeRequest| {
-        // Gives Spin's worker back between stages and encoder rows, so
+        // The memory all concurrent resizes of this host may hold at once.
+        let budget = kit::spin::image_budget().await.map_err(|e| store_problem(ctx, e))?;
+        // Gives Spin's worker back between stages, rows and strips, so
         // cheap routes are not queued behind a resize.
-        route::resize(ctx, request, &mut kit::spin::give_way)
+        route::resize(ctx, request, &budget, &mut kit::spin::give_way).await
     })
     .await
 }

@@ -274,6 +274,7 @@ const RESIZE_PROBLEMS: &[ProblemKind] = &[
     UnsupportedImage,
     ImageTooLarge,
     CorruptImage,
+    ServerBusy,
     MethodNotAllowed,
     InvalidConfig,
     InternalError,

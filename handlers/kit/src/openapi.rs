@@ -150,6 +150,13 @@ fn operation(route: &Route) -> Value {
             response["headers"]["WWW-Authenticate"] =
                 json!({ "required": true, "schema": { "type": "string", "pattern": "^Bearer" } });
         }
+        if kinds.contains(&ProblemKind::ServerBusy) {
+            response["headers"]["Retry-After"] = json!({
+                "required": kinds == [ProblemKind::ServerBusy],
+                "description": "Seconds to wait before retrying (on `server-busy`).",
+                "schema": { "type": "integer", "minimum": 1 }
+            });
+        }
         responses.entry(status.to_string()).or_insert(response);
     }
     let mut parameters = vec![json!({

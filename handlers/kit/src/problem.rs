@@ -32,6 +32,7 @@ pub enum ProblemKind {
     UnsupportedImage,
     ImageTooLarge,
     CorruptImage,
+    ServerBusy,
 }
 
 impl ProblemKind {
@@ -54,6 +55,7 @@ impl ProblemKind {
         ProblemKind::UnsupportedImage,
         ProblemKind::ImageTooLarge,
         ProblemKind::CorruptImage,
+        ProblemKind::ServerBusy,
     ];
 
     /// The `type` member: a URI reference, stable across releases.
@@ -76,6 +78,7 @@ impl ProblemKind {
             ProblemKind::UnsupportedImage => "/problems/unsupported-image",
             ProblemKind::ImageTooLarge => "/problems/image-too-large",
             ProblemKind::CorruptImage => "/problems/corrupt-image",
+            ProblemKind::ServerBusy => "/problems/server-busy",
         }
     }
 
@@ -98,6 +101,7 @@ impl ProblemKind {
             ProblemKind::UnsupportedImage => "Unsupported image",
             ProblemKind::ImageTooLarge => "Image too large",
             ProblemKind::CorruptImage => "Corrupt image",
+            ProblemKind::ServerBusy => "Server busy",
         }
     }
 
@@ -114,7 +118,7 @@ impl ProblemKind {
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemKind::InvalidConfig | ProblemKind::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            ProblemKind::DependencyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::DependencyUnavailable | ProblemKind::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::InvalidBase64 => StatusCode::BAD_REQUEST,
             ProblemKind::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::ImageTooLarge | ProblemKind::CorruptImage => StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,83 +10,20 @@ use kit::config::Config;
 use kit::contract::{CREATE_ORDER, GET_ORDER, HEALTH};
 use kit::orders::{self, NewOrder, OrderStore};
 use kit::pipeline::{Ctx, serve, serve_at};
-use kit::sql::{Database, DbError, Dialect, SqlValue};
+use kit::sql::{Database, Dialect, SqlValue};
 use kit::validate::Schema;
-use rusqlite::types::{Value as RValue, ValueRef};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-struct Sqlite(rusqlite::Connection);
+mod support;
 
-impl Sqlite {
-    /// Opens the file and migrates it, as a component does on first use.
-    fn open(path: &std::path::Path) -> Self {
-        let db = Sqlite(rusqlite::Connection::open(path).unwrap());
-        block_on(kit::migrations::migrate(&db, "2026-01-01T00:00:00.000Z")).unwrap();
-        db
-    }
-}
+use support::sqlite::Sqlite;
 
-fn params(values: &[SqlValue]) -> Vec<RValue> {
-    values
-        .iter()
-        .map(|v| match v {
-            SqlValue::Null => RValue::Null,
-            SqlValue::Integer(i) => RValue::Integer(*i),
-            SqlValue::Real(r) => RValue::Real(*r),
-            SqlValue::Text(s) => RValue::Text(s.clone()),
-            SqlValue::Blob(b) => RValue::Blob(b.clone()),
-        })
-        .collect()
-}
-
-/// As the Spin adapter maps them: a lock held elsewhere is `Locked`.
-fn failed(e: rusqlite::Error) -> DbError {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => DbError::Locked(e.to_string()),
-        _ => DbError::Failed(e.to_string()),
-    }
-}
-
-impl Database for Sqlite {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
-
-    async fn pause(&self, millis: u64) {
-        std::thread::sleep(std::time::Duration::from_millis(millis));
-    }
-
-    async fn execute(&self, sql: &str, values: &[SqlValue]) -> Result<u64, DbError> {
-        let changed = self
-            .0
-            .execute(sql, rusqlite::params_from_iter(params(values)))
-            .map_err(failed)?;
-        Ok(changed as u64)
-    }
-
-    async fn query(&self, sql: &str, values: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, DbError> {
-        let mut statement = self.0.prepare(sql).map_err(failed)?;
-        let columns = statement.column_count();
-        let mut rows = statement
-            .query(rusqlite::params_from_iter(params(values)))
-            .map_err(failed)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(failed)? {
-            out.push(
-                (0..columns)
-                    .map(|i| match row.get_ref(i).unwrap() {
-                        ValueRef::Null => SqlValue::Null,
-                        ValueRef::Integer(i) => SqlValue::Integer(i),
-                        ValueRef::Real(r) => SqlValue::Real(r),
-                        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into()),
-                        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
-                    })
-                    .collect(),
-            );
-        }
-        Ok(out)
-    }
+/// Opens the file and migrates it, as a component does on first use.
+fn open_migrated(path: &std::path::Path) -> Sqlite {
+    let db = Sqlite(rusqlite::Connection::open(path).unwrap());
+    block_on(kit::migrations::migrate(&db, "2026-01-01T00:00:00.000Z")).unwrap();
+    db
 }
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
@@ -179,7 +116,7 @@ const USER: &str = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
 #[test]
 fn created_orders_read_back_and_match_their_schemas() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let created = post(
         &store,
         &json!({"userId": USER, "items": [{"productId": "sku-1", "quantity": 3}]}).to_string(),
@@ -199,14 +136,14 @@ fn created_orders_read_back_and_match_their_schemas() {
     assert!(Schema::compile(kit::schemas::ORDER_RESPONSE).is_valid(&order));
 
     // The file holds the order: a second connection sees it.
-    let again = OrderStore::new(Sqlite::open(&path));
+    let again = OrderStore::new(open_migrated(&path));
     assert_eq!(get(&again, &id).status(), 200);
 }
 
 #[test]
 fn unknown_and_malformed_ids() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let missing = get(&store, "9a3c1e5e-1111-4222-8333-444455556666");
     assert_eq!(missing.status(), 404);
     assert_eq!(body(&missing)["type"], "/problems/not-found");
@@ -219,7 +156,7 @@ fn unknown_and_malformed_ids() {
 #[test]
 fn invalid_bodies_store_nothing() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let r = post(
         &store,
         &json!({"userId": USER, "items": [{"productId": "x", "quantity": 0}]}).to_string(),
@@ -297,7 +234,7 @@ fn concurrent_starters_migrate_once_and_record_the_version() {
 #[test]
 fn migrations_are_idempotent() {
     let (_dir, path) = temp_db();
-    let first = Sqlite::open(&path);
+    let first = open_migrated(&path);
     let store = OrderStore::new(first);
     assert_eq!(
         post(
@@ -307,7 +244,7 @@ fn migrations_are_idempotent() {
         .status(),
         201
     );
-    let again = OrderStore::new(Sqlite::open(&path));
+    let again = OrderStore::new(open_migrated(&path));
     let rows = block_on(again.database().query("SELECT COUNT(*) FROM orders", &[])).unwrap();
     assert_eq!(rows[0][0], SqlValue::Integer(1));
 }
@@ -317,7 +254,7 @@ const OTHER: &str = "9a3c1e5e-1111-4222-8333-444455556666";
 #[test]
 fn orders_belong_to_the_token_subject() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let forbidden = post_as(&store, OTHER, None, &kit_body(USER), noon());
     assert_eq!(forbidden.status(), 403);
     assert_eq!(body(&forbidden)["type"], "/problems/forbidden");
@@ -345,7 +282,7 @@ fn kit_body(user: &str) -> String {
 #[test]
 fn idempotency_key_replays_within_24_hours_and_is_released_after() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let first = post_as(&store, USER, Some("key-1"), &kit_body(USER), noon());
     assert_eq!(first.status(), 201);
     let id = body(&first)["orderId"].clone();
@@ -391,7 +328,7 @@ fn idempotency_key_replays_within_24_hours_and_is_released_after() {
 #[test]
 fn malformed_idempotency_keys_are_400() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let long = "k".repeat(256);
     for key in ["", long.as_str()] {
         let r = post_as(&store, USER, Some(key), &kit_body(USER), noon());
@@ -407,7 +344,7 @@ fn malformed_idempotency_keys_are_400() {
 #[test]
 fn missing_token_is_401_before_the_body_is_read() {
     let (_dir, path) = temp_db();
-    let store = OrderStore::new(Sqlite::open(&path));
+    let store = OrderStore::new(open_migrated(&path));
     let head = Request::post("/orders")
         .header("content-type", "text/plain")
         .body(())
@@ -435,7 +372,7 @@ fn durability_is_set_per_connection_and_normal_only_in_wal_mode() {
     use kit::durability::{Durability, apply};
     let (_dir, path) = temp_db();
     // Migrated: the file is in WAL mode.
-    let db = Sqlite::open(&path);
+    let db = open_migrated(&path);
     assert_eq!(block_on(apply(&db, Durability::Normal)).unwrap(), Durability::Normal);
     assert_eq!(synchronous(&db), 1);
     assert_eq!(block_on(apply(&db, Durability::Full)).unwrap(), Durability::Full);
@@ -461,6 +398,6 @@ fn durability_is_set_per_connection_and_normal_only_in_wal_mode() {
     let store = OrderStore::new(db);
     let order = json!({"userId": USER, "items": [{"productId": "sku-1", "quantity": 1}]});
     assert_eq!(post(&store, &order.to_string()).status(), 201);
-    let again = OrderStore::new(Sqlite::open(&path));
+    let again = OrderStore::new(open_migrated(&path));
     assert_eq!(count(&again), SqlValue::Integer(1));
 }

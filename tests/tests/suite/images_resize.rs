@@ -239,3 +239,41 @@ async fn each_form_takes_only_its_own_media_types() {
         .await
         .assert_json(200, "image-resized.response.json");
 }
+
+/// The shared image memory budget lives in the host's SQLite file (with
+/// PostgreSQL orders too). A lease that holds all of it, as if other
+/// resizes did, makes a resize a `503 server-busy` with `Retry-After`; an
+/// expired lease (its instance died) counts for nothing; a served resize
+/// leaves no lease behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_shared_memory_budget_is_a_503_with_retry_after() {
+    let h = harness().await;
+    let image = png(&gradient(64, 48));
+    let resize = || raw("width=16&height=16&format=png", "image/png", image.clone());
+    assert_eq!(h.send(resize()).await.status, 200);
+    let db = rusqlite::Connection::open(h.state_dir().join("sqlite_db.db")).unwrap();
+    let leases = || -> i64 {
+        db.query_row("SELECT COUNT(*) FROM image_leases", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(leases(), 0, "a served resize gives its lease back");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    db.execute(
+        "INSERT INTO image_leases (bytes, expires_ms) VALUES (?1, ?2)",
+        (512_i64 << 20, now_ms + 60_000),
+    )
+    .unwrap();
+    let r = h.send(resize()).await;
+    let p = r.assert_problem(503, "/problems/server-busy");
+    assert_eq!(r.header("retry-after"), "1");
+    assert!(p["detail"].as_str().unwrap().contains("512 MiB"), "{p}");
+    assert!(r.body.len() < 1024, "{} bytes", r.body.len());
+    db.execute("UPDATE image_leases SET expires_ms = ?1", [now_ms - 1])
+        .unwrap();
+    let r = h.send(resize()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(leases(), 0, "releasing also clears expired leases");
+}

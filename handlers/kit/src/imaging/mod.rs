@@ -13,6 +13,7 @@
 //! - encoders: libwebp for lossy WebP (see [`webp`]), the `image` crate's
 //!   pure-Rust JPEG and PNG encoders.
 
+pub mod budget;
 mod png_rows;
 pub mod route;
 mod scale;

@@ -3,9 +3,12 @@
 //! method, the media type, the body size and the schema (of the JSON body, or
 //! of the query parameters of the binary form); what is left is the image.
 
+use super::budget::{RETRY_AFTER_SECONDS, Refusal, SHARED_MEMORY_BUDGET, SharedBudget};
 use super::{DEFAULT_QUALITY, Fit, Format, ImagingError, MAX_IMAGE_BYTES, Params};
+use crate::orders::store_problem;
 use crate::pipeline::{Ctx, json};
 use crate::problem::{FieldError, Problem, ProblemKind};
+use crate::sql::Database;
 use base64::DecodeError;
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
@@ -40,9 +43,15 @@ const BASE64_IN: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Resizes the image of an admitted request; `pause` as in
-/// [`super::resize_with`].
-pub fn resize(ctx: &Ctx, request: ResizeRequest, pause: &mut dyn FnMut()) -> Result<Response<Bytes>, Problem> {
+/// Resizes the image of an admitted request once `budget` has room for its
+/// peak memory (else `503` with `Retry-After`); `pause` as in
+/// [`super::Job::run`].
+pub async fn resize<D: Database>(
+    ctx: &Ctx,
+    request: ResizeRequest,
+    budget: &SharedBudget<D>,
+    pause: &mut dyn FnMut(),
+) -> Result<Response<Bytes>, Problem> {
     let (image, binary) = match (&ctx.raw, &request.image_data) {
         (Some(raw), _) => (Cow::Borrowed(raw.bytes.as_ref()), true),
         (None, Some(text)) => (Cow::Owned(decode_base64(text)?), false),
@@ -61,13 +70,29 @@ pub fn resize(ctx: &Ctx, request: ResizeRequest, pause: &mut dyn FnMut()) -> Res
         format,
         quality: request.quality.unwrap_or(DEFAULT_QUALITY),
     };
-    let resized = super::resize_with(&image, &params, pause).map_err(|e| {
+    let refused = |e: ImagingError| {
         if matches!(e, ImagingError::Encode(_)) {
             ctx.log
                 .error("image encoding failed", &[("error", serde_json::json!(e.to_string()))]);
         }
         problem(e)
-    })?;
+    };
+    let job = super::prepare(&image, &params).map_err(refused)?;
+    let lease = match budget.reserve(job.peak_bytes()).await {
+        Ok(lease) => lease,
+        Err(Refusal::Busy) => return Err(busy()),
+        Err(Refusal::Database(e)) => return Err(store_problem(ctx, e)),
+    };
+    let resized = job.run(pause);
+    // A failed release leaves the lease to expire (LEASE_SECONDS): the
+    // answer is ready and is not held back for it.
+    if let Err(e) = budget.release(lease).await {
+        ctx.log.warn(
+            "image lease not released",
+            &[("error", serde_json::json!(e.to_string()))],
+        );
+    }
+    let resized = resized.map_err(refused)?;
     if !binary {
         let image = STANDARD.encode(&resized.bytes);
         return Ok(json(StatusCode::OK, &serde_json::json!({ "image": image })));
@@ -120,6 +145,18 @@ pub fn negotiate(headers: &HeaderMap) -> Format {
         }
     }
     best.map_or(Format::default(), |(_, index)| Format::ALL[index])
+}
+
+/// The shared budget is taken by resizes in progress.
+fn busy() -> Problem {
+    Problem::new(
+        ProblemKind::ServerBusy,
+        format!(
+            "the resizes in progress hold this host's image memory ({} MiB); retry after {RETRY_AFTER_SECONDS} s",
+            SHARED_MEMORY_BUDGET >> 20
+        ),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS))
 }
 
 /// Each refusal as its own problem type.

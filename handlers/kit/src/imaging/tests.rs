@@ -2,6 +2,7 @@
 //! (by decoding the outputs), both request forms through the HTTP pipeline,
 //! and a property test over hostile inputs of the decode path.
 
+use super::budget::{Refusal, SHARED_MEMORY_BUDGET, SharedBudget};
 use super::route::{ResizeRequest, decode_base64, negotiate};
 use super::test_images::{gradient, jpeg, png, png_rgba};
 use super::*;
@@ -16,6 +17,11 @@ use image::codecs::webp::WebPEncoder;
 use image::{GenericImageView, ImageEncoder, RgbImage, RgbaImage};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+
+use crate::sql::{Database, DbError, Dialect, SqlValue};
+#[path = "../../tests/support/sqlite.rs"]
+mod sqlite;
+use sqlite::Sqlite;
 
 // ---- test images, made here rather than committed ----
 
@@ -520,14 +526,24 @@ fn accept_picks_the_format() {
     assert_eq!(with("text/html"), Format::Webp);
 }
 
+/// A shared budget over a fresh in-memory SQLite database.
+fn budget() -> SharedBudget<Sqlite> {
+    let db = Sqlite(rusqlite::Connection::open_in_memory().unwrap());
+    futures::executor::block_on(SharedBudget::open(db)).unwrap()
+}
+
 fn send(request: Request<Bytes>) -> (Response<Bytes>, Option<Value>) {
+    send_with(request, &budget())
+}
+
+fn send_with(request: Request<Bytes>, budget: &SharedBudget<Sqlite>) -> (Response<Bytes>, Option<Value>) {
     let (head, body) = request.into_parts();
     let response = futures::executor::block_on(serve(
         resize_route(head.uri.path()),
         head,
         body,
         Ok(Config::default()),
-        async |ctx: &Ctx, request: ResizeRequest| route::resize(ctx, request, &mut || ()),
+        async |ctx: &Ctx, request: ResizeRequest| route::resize(ctx, request, budget, &mut || ()).await,
     ));
     let value = serde_json::from_slice(response.body()).ok();
     (response, value)
@@ -841,4 +857,45 @@ proptest! {
         let data = [magic[prefix], &data].concat();
         let _ = resize(&data, &params(8, 8, Fit::Cover, Format::Png));
     }
+}
+
+#[test]
+fn a_full_shared_budget_is_a_503_with_retry_after_and_nothing_decoded() {
+    let budget = budget();
+    let held = futures::executor::block_on(budget.reserve(SHARED_MEMORY_BUDGET)).unwrap();
+    let image = png(&gradient(64, 48));
+    let (response, body) = send_with(
+        post("/images/resize/raw?width=16&height=16", "image/png", image.clone()),
+        &budget,
+    );
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = body.unwrap();
+    assert_eq!(body["type"], "/problems/server-busy");
+    assert!(body["detail"].as_str().unwrap().contains("512 MiB"), "{body}");
+    // The header is read before the budget is asked: a broken one is its
+    // own problem, whatever the load.
+    let (response, _) = send_with(
+        post(
+            "/images/resize/raw?width=16&height=16",
+            "image/png",
+            image[..40].to_vec(),
+        ),
+        &budget,
+    );
+    assert_eq!(response.status(), 422);
+    // Once the lease is given back the same request is served, and its own
+    // lease is released with it.
+    futures::executor::block_on(budget.release(held)).unwrap();
+    let (response, _) = send_with(
+        post("/images/resize/raw?width=16&height=16", "image/png", image),
+        &budget,
+    );
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        futures::executor::block_on(budget.reserve(SHARED_MEMORY_BUDGET)).map(|_| ()),
+        Ok(()),
+        "the served request left no lease behind"
+    );
+    assert_eq!(futures::executor::block_on(budget.reserve(1)), Err(Refusal::Busy));
 }

@@ -211,7 +211,7 @@ fn from_sqlite(value: sqlite::Value) -> SqlValue {
     }
 }
 
-fn sqlite_error(error: sqlite::Error) -> DbError {
+pub(crate) fn sqlite_error(error: sqlite::Error) -> DbError {
     match error {
         sqlite::Error::Io(message) if message.contains("UNIQUE constraint") => DbError::Conflict(message),
         // Spin's host hands SQLite's errors over as text only.

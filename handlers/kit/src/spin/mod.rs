@@ -5,15 +5,21 @@
 //! - [`config`]: the component's variables as one validated [`Config`],
 //!   read once per instance;
 //! - [`database`]: the order store over the instance's database connection,
-//!   opened, migrated and kept on first use.
+//!   opened, migrated and kept on first use;
+//! - [`image_budget`]: the image memory budget over the host's SQLite file
+//!   (feature `imaging`).
 //!
 //! Each is a thin translation; the logic is in the plain modules.
 
 pub mod config;
 pub mod database;
+#[cfg(feature = "imaging")]
+pub mod image_budget;
 
 pub use config::config;
 pub use database::order_store;
+#[cfg(feature = "imaging")]
+pub use image_budget::image_budget;
 
 use crate::contract::Route;
 use crate::pipeline::{self, BodyError, BodySource, Ctx};

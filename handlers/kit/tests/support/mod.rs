@@ -1,0 +1,5 @@
+//! What the native integration tests share.
+
+use kit::sql::{Database, DbError, Dialect, SqlValue};
+
+pub mod sqlite;
