@@ -3,11 +3,17 @@
 //! image. Contracts: [`kit::contract::RESIZE_IMAGE`] and
 //! [`kit::contract::RESIZE_IMAGE_RAW`]; the pipeline is [`kit::imaging`].
 
+use kit::imaging::footprint::Counting;
 use kit::imaging::route::{self, ResizeRequest};
 use kit::orders::store_problem;
 use kit::pipeline::Ctx;
 use spin_sdk::http::Request;
 use spin_sdk::http_service;
+
+/// Counts the bytes in use, so a claim on the shared image budget knows
+/// how much of the instance's memory is free for the next job.
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {

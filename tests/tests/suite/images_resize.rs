@@ -241,39 +241,60 @@ async fn each_form_takes_only_its_own_media_types() {
 }
 
 /// The shared image memory budget lives in the host's SQLite file (with
-/// PostgreSQL orders too). A lease that holds all of it, as if other
-/// resizes did, makes a resize a `503 server-busy` with `Retry-After`; an
-/// expired lease (its instance died) counts for nothing; a served resize
-/// leaves no lease behind.
+/// PostgreSQL orders too): a row per live image instance, the bytes it
+/// holds. A row that holds all of it, as if another instance did, makes a
+/// resize that needs more than the untracked allowance (16 MiB) a `503
+/// server-busy` with `Retry-After`; an expired row (its instance went away)
+/// counts for nothing; a served resize leaves its own instance's row,
+/// holding its linear memory.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_shared_memory_budget_is_a_503_with_retry_after() {
     let h = harness().await;
     let image = png(&gradient(64, 48));
-    let resize = || raw("width=16&height=16&format=png", "image/png", image.clone());
+    // A 2000x2000 output: about 36 MiB at the peak, so the job claims.
+    let resize = || raw("width=2000&height=2000&format=jpeg", "image/png", image.clone());
     assert_eq!(h.send(resize()).await.status, 200);
     let db = rusqlite::Connection::open(h.state_dir().join("sqlite_db.db")).unwrap();
-    let leases = || -> i64 {
-        db.query_row("SELECT COUNT(*) FROM image_leases", [], |r| r.get(0))
+    let held = || -> Vec<i64> {
+        let mut statement = db.prepare("SELECT bytes FROM image_memory ORDER BY bytes").unwrap();
+        statement
+            .query_map([], |r| r.get(0))
             .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
-    assert_eq!(leases(), 0, "a served resize gives its lease back");
+    let ours = held();
+    assert_eq!(ours.len(), 1, "one instance served: {ours:?}");
+    // What it claimed is replaced by what it holds: a linear memory's size
+    // (the estimate is an upper bound; this upscale needs far less).
+    assert!(
+        ours[0] > 4 << 20 && ours[0] % 65_536 == 0,
+        "a linear memory's size: {ours:?}"
+    );
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     db.execute(
-        "INSERT INTO image_leases (bytes, expires_ms) VALUES (?1, ?2)",
-        (512_i64 << 20, now_ms + 60_000),
+        "INSERT INTO image_memory (instance, bytes, expires_ms) VALUES ('elsewhere', ?1, ?2)",
+        (256_i64 << 20, now_ms + 60_000),
     )
     .unwrap();
     let r = h.send(resize()).await;
     let p = r.assert_problem(503, "/problems/server-busy");
     assert_eq!(r.header("retry-after"), "1");
-    assert!(p["detail"].as_str().unwrap().contains("512 MiB"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("256 MiB"), "{p}");
     assert!(r.body.len() < 1024, "{} bytes", r.body.len());
-    db.execute("UPDATE image_leases SET expires_ms = ?1", [now_ms - 1])
-        .unwrap();
+    db.execute(
+        "UPDATE image_memory SET expires_ms = ?1 WHERE instance = 'elsewhere'",
+        [now_ms - 1],
+    )
+    .unwrap();
     let r = h.send(resize()).await;
     assert_eq!(r.status, 200);
-    assert_eq!(leases(), 0, "releasing also clears expired leases");
+    let after = held();
+    assert!(
+        after.len() <= 2 && !after.contains(&(256_i64 << 20)),
+        "the expired row is cleared: {after:?}"
+    );
 }

@@ -14,6 +14,7 @@
 //!   pure-Rust JPEG and PNG encoders.
 
 pub mod budget;
+pub mod footprint;
 mod png_rows;
 pub mod route;
 mod scale;

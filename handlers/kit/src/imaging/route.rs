@@ -3,7 +3,8 @@
 //! method, the media type, the body size and the schema (of the JSON body, or
 //! of the query parameters of the binary form); what is left is the image.
 
-use super::budget::{RETRY_AFTER_SECONDS, Refusal, SHARED_MEMORY_BUDGET, SharedBudget};
+use super::budget::{RETRY_AFTER_SECONDS, Refusal, SHARED_MEMORY_BUDGET, SharedBudget, UNTRACKED_BYTES};
+use super::footprint::Footprint;
 use super::{DEFAULT_QUALITY, Fit, Format, ImagingError, MAX_IMAGE_BYTES, Params};
 use crate::orders::store_problem;
 use crate::pipeline::{Ctx, json};
@@ -43,13 +44,38 @@ const BASE64_IN: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Resizes the image of an admitted request once `budget` has room for its
-/// peak memory (else `503` with `Retry-After`); `pause` as in
+/// Resizes the image of an admitted request once `budget` has room for
+/// what the instance will hold at the job's peak (else `503` with
+/// `Retry-After`), then records what the instance holds; `pause` as in
 /// [`super::Job::run`].
 pub async fn resize<D: Database>(
     ctx: &Ctx,
     request: ResizeRequest,
     budget: &SharedBudget<D>,
+    pause: &mut dyn FnMut(),
+) -> Result<Response<Bytes>, Problem> {
+    let mut claimed = false;
+    let answer = resize_within(ctx, request, budget, &mut claimed, pause).await;
+    // Whatever the answer, the row of an instance that holds more than the
+    // untracked allowance (or claimed more) now says what it holds, renewed:
+    // a memory grown by this job stays grown.
+    let held = Footprint::now().memory;
+    if (held > UNTRACKED_BYTES || claimed)
+        && let Err(e) = budget.record(held).await
+    {
+        ctx.log.warn(
+            "image memory not recorded",
+            &[("error", serde_json::json!(e.to_string()))],
+        );
+    }
+    answer
+}
+
+async fn resize_within<D: Database>(
+    ctx: &Ctx,
+    request: ResizeRequest,
+    budget: &SharedBudget<D>,
+    claimed: &mut bool,
     pause: &mut dyn FnMut(),
 ) -> Result<Response<Bytes>, Problem> {
     let (image, binary) = match (&ctx.raw, &request.image_data) {
@@ -78,21 +104,15 @@ pub async fn resize<D: Database>(
         problem(e)
     };
     let job = super::prepare(&image, &params).map_err(refused)?;
-    let lease = match budget.reserve(job.peak_bytes()).await {
-        Ok(lease) => lease,
-        Err(Refusal::Busy) => return Err(busy()),
-        Err(Refusal::Database(e)) => return Err(store_problem(ctx, e)),
-    };
-    let resized = job.run(pause);
-    // A failed release leaves the lease to expire (LEASE_SECONDS): the
-    // answer is ready and is not held back for it.
-    if let Err(e) = budget.release(lease).await {
-        ctx.log.warn(
-            "image lease not released",
-            &[("error", serde_json::json!(e.to_string()))],
-        );
+    let at_peak = Footprint::now().with_job(job.peak_bytes());
+    if at_peak > UNTRACKED_BYTES {
+        match budget.claim(at_peak).await {
+            Ok(()) => *claimed = true,
+            Err(Refusal::Busy) => return Err(busy()),
+            Err(Refusal::Database(e)) => return Err(store_problem(ctx, e)),
+        }
     }
-    let resized = resized.map_err(refused)?;
+    let resized = job.run(pause).map_err(refused)?;
     if !binary {
         let image = STANDARD.encode(&resized.bytes);
         return Ok(json(StatusCode::OK, &serde_json::json!({ "image": image })));
@@ -147,12 +167,12 @@ pub fn negotiate(headers: &HeaderMap) -> Format {
     best.map_or(Format::default(), |(_, index)| Format::ALL[index])
 }
 
-/// The shared budget is taken by resizes in progress.
+/// The shared budget is held by other instances.
 fn busy() -> Problem {
     Problem::new(
         ProblemKind::ServerBusy,
         format!(
-            "the resizes in progress hold this host's image memory ({} MiB); retry after {RETRY_AFTER_SECONDS} s",
+            "the image instances of this host hold its image memory ({} MiB); retry after {RETRY_AFTER_SECONDS} s",
             SHARED_MEMORY_BUDGET >> 20
         ),
     )

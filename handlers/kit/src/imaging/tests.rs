@@ -529,7 +529,7 @@ fn accept_picks_the_format() {
 /// A shared budget over a fresh in-memory SQLite database.
 fn budget() -> SharedBudget<Sqlite> {
     let db = Sqlite(rusqlite::Connection::open_in_memory().unwrap());
-    futures::executor::block_on(SharedBudget::open(db)).unwrap()
+    futures::executor::block_on(SharedBudget::open(db, "test-instance")).unwrap()
 }
 
 fn send(request: Request<Bytes>) -> (Response<Bytes>, Option<Value>) {
@@ -861,41 +861,39 @@ proptest! {
 
 #[test]
 fn a_full_shared_budget_is_a_503_with_retry_after_and_nothing_decoded() {
-    let budget = budget();
-    let held = futures::executor::block_on(budget.reserve(SHARED_MEMORY_BUDGET)).unwrap();
+    use futures::executor::block_on;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        let db = Sqlite(rusqlite::Connection::open(dir.path().join("db")).unwrap());
+        block_on(SharedBudget::open(db, name)).unwrap()
+    };
+    let (ours, other) = (open("ours"), open("other"));
+    block_on(other.claim(SHARED_MEMORY_BUDGET)).unwrap();
+    // A 2000x2000 output is past the untracked allowance, so it claims.
     let image = png(&gradient(64, 48));
-    let (response, body) = send_with(
-        post("/images/resize/raw?width=16&height=16", "image/png", image.clone()),
-        &budget,
-    );
+    let request = |body: Vec<u8>| {
+        post(
+            "/images/resize/raw?width=2000&height=2000&format=jpeg",
+            "image/png",
+            body,
+        )
+    };
+    let (response, body) = send_with(request(image.clone()), &ours);
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body = body.unwrap();
     assert_eq!(body["type"], "/problems/server-busy");
-    assert!(body["detail"].as_str().unwrap().contains("512 MiB"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("256 MiB"), "{body}");
     // The header is read before the budget is asked: a broken one is its
     // own problem, whatever the load.
-    let (response, _) = send_with(
-        post(
-            "/images/resize/raw?width=16&height=16",
-            "image/png",
-            image[..40].to_vec(),
-        ),
-        &budget,
-    );
+    let (response, _) = send_with(request(image[..40].to_vec()), &ours);
     assert_eq!(response.status(), 422);
-    // Once the lease is given back the same request is served, and its own
-    // lease is released with it.
-    futures::executor::block_on(budget.release(held)).unwrap();
-    let (response, _) = send_with(
-        post("/images/resize/raw?width=16&height=16", "image/png", image),
-        &budget,
-    );
+    // Once the other instance holds nothing, the same request is served.
+    block_on(other.record(0)).unwrap();
+    let (response, _) = send_with(request(image), &ours);
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        futures::executor::block_on(budget.reserve(SHARED_MEMORY_BUDGET)).map(|_| ()),
-        Ok(()),
-        "the served request left no lease behind"
-    );
-    assert_eq!(futures::executor::block_on(budget.reserve(1)), Err(Refusal::Busy));
+    // Ours then records what it holds (natively no linear memory: 0), so
+    // the other may take everything again.
+    assert_eq!(block_on(other.claim(SHARED_MEMORY_BUDGET)), Ok(()));
+    assert_eq!(block_on(ours.claim(1)), Err(Refusal::Busy));
 }

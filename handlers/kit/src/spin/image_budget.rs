@@ -27,6 +27,8 @@ pub async fn image_budget() -> Result<Rc<SharedBudget<SpinDatabase>>, DbError> {
     }
     let connection = SpinDatabase::Sqlite(sqlite::Connection::open_default().await.map_err(sqlite_error)?);
     crate::durability::apply(&connection, Durability::Normal).await?;
-    let budget = Rc::new(SharedBudget::open(connection).await?);
+    // Names this instance's row: unique per instance, never reused.
+    let instance = uuid::Uuid::new_v4().to_string();
+    let budget = Rc::new(SharedBudget::open(connection, instance).await?);
     Ok(KEPT.with(|k| k.borrow_mut().get_or_insert(budget).clone()))
 }
