@@ -36,7 +36,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean
+.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -155,6 +155,12 @@ endif
 ## (durable commits: fsync on), started and removed by tests/postgres.sh
 bench-postgres: build bench-tools
 	TEST_PG_FSYNC=on tests/postgres.sh sh -c 'SMOKE="$(SMOKE)" BENCH_DATABASE_URL="$$TEST_DATABASE_URL" python3 bench/bench.py'
+
+## size: where each component's code goes, by crate (a build that keeps
+## symbol names, in target/size; tools/wasm_size.py reads its name section)
+size: prereqs docs-assets
+	CARGO_TARGET_DIR=target/size cargo build --profile component --config 'profile.component.strip=false' --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS))
+	@for c in $(subst -,_,$(COMPONENTS)); do python3 tools/wasm_size.py target/size/wasm32-wasip2/component/$$c.wasm 12; echo; done
 
 ## cluster: REPLICAS (3) `spin up` replicas behind HAProxy on one PostgreSQL:
 ## idempotency across replicas, SIGKILL, drained stop, rolling restart under

@@ -45,6 +45,10 @@ struct Claims {
     nbf: Option<f64>,
 }
 
+/// How a route authenticates its callers ([`authenticate`] for every route
+/// that does): the request's headers, the config's key and claims, the time.
+pub type Authenticate = fn(&HeaderMap, &AuthConfig, i64) -> Result<Caller, Problem>;
+
 /// Verifies the request's bearer token at time `now` (Unix seconds).
 pub fn authenticate(headers: &HeaderMap, config: &AuthConfig, now: i64) -> Result<Caller, Problem> {
     let Some(value) = headers.get(AUTHORIZATION) else {

@@ -12,7 +12,6 @@ use crate::validate::Schema;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
 
 /// The deployment environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,8 +226,7 @@ impl Config {
 /// Checks raw values against `schemas/config.json`, reporting every bad
 /// variable by name. Used by components and by `make up` before serving.
 pub fn check(values: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-    static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    let schema = SCHEMA.get_or_init(|| Schema::for_file("config.json", crate::schemas::CONFIG));
+    let schema = Schema::generated(crate::schemas::generated::Config::iter_errors);
     let object: Map<String, Value> = values
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))

@@ -4,10 +4,11 @@
 //! limit, body schema) and the OpenAPI document, so the two cannot disagree.
 //! Paths use Spin's route syntax; `spin.toml` wires each to its component.
 
+use crate::auth::Authenticate;
 use crate::problem::ProblemKind::{self, *};
-use crate::validate::Schema;
+use crate::schemas::generated;
+use crate::validate::{ErrorsOf, Schema};
 use http::Method;
-use std::sync::OnceLock;
 
 /// The default body limit for JSON routes (conventions: 64 KiB).
 pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
@@ -18,13 +19,14 @@ pub struct BodyContract {
     pub schema_file: &'static str,
     /// The schema text, embedded at build time.
     pub schema: &'static str,
+    /// The validator generated from it at build time. A route names its
+    /// own, so a component carries only the validators of its routes.
+    pub validator: ErrorsOf,
     /// Largest accepted body in bytes; more is `413`, decided before parsing.
     pub limit: usize,
     /// For a route that takes a raw (non-JSON) body, unparsed: its media
     /// types and parameters. `None` for a JSON body.
     pub raw: Option<RawContract>,
-    compiled: OnceLock<Schema>,
-    compiled_parameters: OnceLock<Schema>,
 }
 
 /// A raw body: one field of a JSON schema (e.g. base64 image data) sent as
@@ -40,40 +42,39 @@ pub struct RawContract {
     pub limit: usize,
     /// The JSON field the raw body stands for.
     pub field: &'static str,
+    /// A value of that field that its schema accepts: the query parameters
+    /// are checked with the body's own validator, this in the field's place.
+    pub stand_in: &'static str,
     /// Media types of the route's raw answers (for the OpenAPI document).
     pub answers: &'static [&'static str],
 }
 
 impl BodyContract {
-    pub const fn new(schema_file: &'static str, schema: &'static str, limit: usize) -> Self {
+    pub const fn new(schema_file: &'static str, schema: &'static str, validator: ErrorsOf, limit: usize) -> Self {
         BodyContract {
             schema_file,
             schema,
+            validator,
             limit,
             raw: None,
-            compiled: OnceLock::new(),
-            compiled_parameters: OnceLock::new(),
         }
     }
 
     /// A raw body of the media types of `raw`, its parameters in the query,
     /// validated with `schema` less the raw field.
-    pub const fn raw(schema_file: &'static str, schema: &'static str, raw: RawContract) -> Self {
+    pub const fn raw(schema_file: &'static str, schema: &'static str, validator: ErrorsOf, raw: RawContract) -> Self {
         BodyContract {
             schema_file,
             schema,
+            validator,
             limit: raw.limit,
             raw: Some(raw),
-            compiled: OnceLock::new(),
-            compiled_parameters: OnceLock::new(),
         }
     }
 
-    /// The compiled schema, built on first use and kept for the life of the
-    /// instance.
-    pub fn compiled(&self) -> &Schema {
-        self.compiled
-            .get_or_init(|| Schema::for_file(self.schema_file, self.schema))
+    /// The body's schema, as its generated validator.
+    pub fn validator(&self) -> Schema {
+        Schema::generated(self.validator)
     }
 
     /// The schema of the query parameters of the raw form: the body schema
@@ -91,15 +92,6 @@ impl BodyContract {
             required.retain(|name| name != raw.field);
         }
         Some(schema)
-    }
-
-    /// [`Self::parameters_schema`], compiled once per instance.
-    pub fn compiled_parameters(&self) -> Option<&Schema> {
-        self.raw.as_ref()?;
-        Some(self.compiled_parameters.get_or_init(|| {
-            let schema = self.parameters_schema().unwrap_or_default();
-            Schema::compile(&schema.to_string())
-        }))
     }
 }
 
@@ -136,8 +128,10 @@ pub struct Route {
     pub responses: &'static [ResponseContract],
     /// The problem types this route may answer, besides its responses.
     pub problems: &'static [ProblemKind],
-    /// Whether callers need a bearer token (`401` before anything else is read).
-    pub auth: bool,
+    /// How callers prove who they are, on routes that need a bearer token
+    /// (`401` before anything else is read). A function rather than a flag,
+    /// so only the components of such routes carry the JWT code.
+    pub auth: Option<Authenticate>,
 }
 
 impl Route {
@@ -168,6 +162,7 @@ pub static CREATE_ORDER: Route = Route {
     body: Some(BodyContract::new(
         "order-create.request.json",
         crate::schemas::ORDER_CREATE_REQUEST,
+        generated::OrderCreateRequest::iter_errors,
         DEFAULT_JSON_LIMIT,
     )),
     responses: &[ResponseContract {
@@ -189,7 +184,7 @@ pub static CREATE_ORDER: Route = Route {
         InternalError,
         DependencyUnavailable,
     ],
-    auth: true,
+    auth: Some(crate::auth::authenticate),
 };
 
 pub static GET_ORDER: Route = Route {
@@ -213,7 +208,7 @@ pub static GET_ORDER: Route = Route {
         InternalError,
         DependencyUnavailable,
     ],
-    auth: true,
+    auth: Some(crate::auth::authenticate),
 };
 
 pub static HEALTH: Route = Route {
@@ -236,7 +231,7 @@ pub static HEALTH: Route = Route {
         },
     ],
     problems: &COMMON,
-    auth: false,
+    auth: None,
 };
 
 pub static OPENAPI: Route = Route {
@@ -252,7 +247,7 @@ pub static OPENAPI: Route = Route {
         schema_file: None,
     }],
     problems: &COMMON,
-    auth: false,
+    auth: None,
 };
 
 /// Largest image `POST /images/resize` takes: the raw body of the binary
@@ -289,6 +284,7 @@ pub static RESIZE_IMAGE: Route = Route {
     body: Some(BodyContract::new(
         "image-resize.request.json",
         crate::schemas::IMAGE_RESIZE_REQUEST,
+        generated::ImageResizeRequest::iter_errors,
         IMAGE_JSON_LIMIT,
     )),
     responses: &[ResponseContract {
@@ -297,7 +293,7 @@ pub static RESIZE_IMAGE: Route = Route {
         schema_file: Some("image-resized.response.json"),
     }],
     problems: RESIZE_PROBLEMS,
-    auth: false,
+    auth: None,
 };
 
 /// The binary form of [`RESIZE_IMAGE`]: the image is the body, the other
@@ -311,10 +307,12 @@ pub static RESIZE_IMAGE_RAW: Route = Route {
     body: Some(BodyContract::raw(
         "image-resize.request.json",
         crate::schemas::IMAGE_RESIZE_REQUEST,
+        generated::ImageResizeRequest::iter_errors,
         RawContract {
             media_types: &["image/jpeg", "image/png", "image/webp", "application/octet-stream"],
             limit: IMAGE_LIMIT,
             field: "imageData",
+            stand_in: "AAAA",
             answers: &["image/webp", "image/jpeg", "image/png"],
         },
     )),
@@ -324,7 +322,7 @@ pub static RESIZE_IMAGE_RAW: Route = Route {
         schema_file: None,
     }],
     problems: RESIZE_PROBLEMS,
-    auth: false,
+    auth: None,
 };
 
 /// The API reference page and its assets (Spin route `/docs/...`): a page
@@ -339,7 +337,7 @@ pub static DOCS: Route = Route {
     body: None,
     responses: &[],
     problems: &[NotFound, MethodNotAllowed, InvalidConfig, InternalError],
-    auth: false,
+    auth: None,
 };
 
 /// The route of the resize component a request path is for (Spin routes

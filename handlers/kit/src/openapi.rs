@@ -180,7 +180,7 @@ fn operation(route: &Route) -> Value {
         "parameters": parameters,
         "responses": responses,
     });
-    if route.auth {
+    if route.auth.is_some() {
         op["security"] = json!([{ "bearerAuth": [] }]);
     }
     if let Some(body) = &route.body {

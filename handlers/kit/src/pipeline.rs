@@ -19,7 +19,7 @@
 //!    length and drops the body), one summary
 //!    log line (`method`, route template `path`, `status`, `durationMs`).
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::config::{Config, ConfigError, LogLevel};
 use crate::contract::{BodyContract, RawContract, Route};
 use crate::log::Logger;
@@ -220,12 +220,12 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
             return Err(e.to_problem());
         }
     };
-    let caller = if route.auth {
+    let caller = if let Some(authenticate) = route.auth {
         let Some(auth) = &config.auth else {
             log.error("invalid config", &[("variables", json!(["jwt_secret"]))]);
             return Err(ConfigError::missing("jwt_secret").to_problem());
         };
-        Some(auth::authenticate(&head.headers, auth, now.timestamp())?)
+        Some(authenticate(&head.headers, auth, now.timestamp())?)
     } else {
         None
     };
@@ -277,7 +277,7 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         ));
     }
     let value = parse_json(&bytes)?;
-    let errors = contract.compiled().errors(&value);
+    let errors = contract.validator().errors(&value);
     if !errors.is_empty() {
         let detail = count_failures(errors.len(), "constraint(s)");
         return Err(Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors));
@@ -373,10 +373,22 @@ fn query_parameters<T: DeserializeOwned>(head: &Parts, contract: &BodyContract) 
         let value = value.parse::<i64>().map_or_else(|_| json!(value), |n| json!(n));
         object.insert(name.into_owned(), value);
     }
-    let parameters = Value::Object(object);
-    if let Some(schema) = contract.compiled_parameters() {
-        errors.extend(schema.parameter_errors(&parameters));
+    if let Some(raw) = &contract.raw {
+        // The body's own validator, the raw field's stand-in in its place:
+        // one generated validator serves both forms. The field itself is
+        // the body, never a parameter.
+        if object.contains_key(raw.field) {
+            errors.push(FieldError::at_parameter(
+                raw.field,
+                "additionalProperties",
+                "unknown parameter",
+            ));
+        }
+        let mut checked = object.clone();
+        checked.insert(raw.field.to_string(), json!(raw.stand_in));
+        errors.extend(contract.validator().parameter_errors(&Value::Object(checked)));
     }
+    let parameters = Value::Object(object);
     if !errors.is_empty() {
         let detail = count_failures(errors.len(), "query parameter constraint(s)");
         return Err(Problem::new(ProblemKind::InvalidParameter, detail).with_errors(errors));
@@ -489,11 +501,12 @@ mod tests {
         body: Some(BodyContract::new(
             "order-create.request.json",
             crate::schemas::ORDER_CREATE_REQUEST,
+            crate::schemas::generated::OrderCreateRequest::iter_errors,
             DEFAULT_JSON_LIMIT,
         )),
         responses: &[],
         problems: &[],
-        auth: false,
+        auth: None,
     };
     static GET_ORDER: Route = Route {
         component: "test-get",
@@ -504,7 +517,7 @@ mod tests {
         body: None,
         responses: &[],
         problems: &[],
-        auth: false,
+        auth: None,
     };
     use http::Request;
 

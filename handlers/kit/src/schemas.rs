@@ -40,26 +40,16 @@ mod tests {
 }
 
 /// Validators generated at build time from the schema files, so that a
-/// fresh instance validates without compiling anything.
+/// fresh instance validates without compiling anything. Patterns run on the
+/// `regex` crate rather than `fancy-regex`: ours need no look-around or
+/// back-references, and one engine less is 160 KB less code per component.
 pub mod generated {
-    use crate::validate::ErrorsOf;
-
-    #[jsonschema::validator(path = "../../schemas/order-create.request.json", validate_formats = true)]
+    #[jsonschema::validator(path = "../../schemas/order-create.request.json", validate_formats = true, pattern_options = { engine = regex })]
     pub struct OrderCreateRequest;
 
-    #[jsonschema::validator(path = "../../schemas/config.json", validate_formats = true)]
+    #[jsonschema::validator(path = "../../schemas/config.json", validate_formats = true, pattern_options = { engine = regex })]
     pub struct Config;
 
-    #[jsonschema::validator(path = "../../schemas/image-resize.request.json", validate_formats = true)]
+    #[jsonschema::validator(path = "../../schemas/image-resize.request.json", validate_formats = true, pattern_options = { engine = regex })]
     pub struct ImageResizeRequest;
-
-    /// The generated validator of `schemas/<file>`, if any.
-    pub fn errors_of(file: &str) -> Option<ErrorsOf> {
-        match file {
-            "order-create.request.json" => Some(OrderCreateRequest::iter_errors),
-            "config.json" => Some(Config::iter_errors),
-            "image-resize.request.json" => Some(ImageResizeRequest::iter_errors),
-            _ => None,
-        }
-    }
 }

@@ -1,12 +1,11 @@
 //! JSON parsing and JSON Schema 2020-12 validation, with every failure located.
 //!
-//! Spin makes an instance per request, so a schema compiled at run time is
-//! compiled per request, and the first compile of an instance also builds
-//! jsonschema's lazy registries (about 1.7 ms natively, more in wasm:
-//! `cargo run --release -p kit --example schema_cost`). The route bodies and
-//! the config therefore use validators generated at build time from the same
-//! files ([`crate::schemas::generated`]); [`Schema::for_file`] picks them.
-//! `format` is asserted, not an annotation, as the conventions require.
+//! Every validator is generated at build time from its file in `schemas/`
+//! ([`crate::schemas::generated`]): a fresh instance validates without
+//! compiling a schema, and a component carries no schema compiler (2.1 MB of
+//! jsonschema's code, with the regex engines it pulls in, in every component
+//! while one was reachable). `format` is asserted, not an annotation, as the
+//! contract requires.
 
 use crate::problem::{FieldError, MAX_REPORTED_ERRORS, Problem, ProblemKind};
 use jsonschema::error::ValidationErrorKind;
@@ -15,46 +14,20 @@ use serde_json::Value;
 /// A validator's error walk, as generated at build time.
 pub type ErrorsOf = for<'i> fn(&'i Value) -> jsonschema::ErrorIterator<'i>;
 
-/// A compiled schema.
+/// A schema's validator, generated at build time.
+#[derive(Clone, Copy)]
 pub struct Schema {
-    validator: Validator,
-}
-
-enum Validator {
-    Runtime(jsonschema::Validator),
-    Generated(ErrorsOf),
+    errors_of: ErrorsOf,
 }
 
 impl Schema {
-    /// The validator generated at build time for `schemas/<file>` when there
-    /// is one, else `text` compiled now.
-    pub fn for_file(file: &str, text: &str) -> Schema {
-        match crate::schemas::generated::errors_of(file) {
-            Some(errors_of) => Schema {
-                validator: Validator::Generated(errors_of),
-            },
-            None => Schema::compile(text),
-        }
+    /// The schema whose generated error walk is `errors_of`.
+    pub const fn generated(errors_of: ErrorsOf) -> Schema {
+        Schema { errors_of }
     }
 
-    fn iter_errors<'i>(&'i self, instance: &'i Value) -> jsonschema::ErrorIterator<'i> {
-        match &self.validator {
-            Validator::Runtime(validator) => validator.iter_errors(instance),
-            Validator::Generated(errors_of) => errors_of(instance),
-        }
-    }
-
-    /// Compiles an embedded schema. The schemas ship inside the binary and
-    /// are checked by the tests, so a failure here is a build defect.
-    pub fn compile(text: &str) -> Schema {
-        let document: Value = serde_json::from_str(text).expect("embedded schema is JSON");
-        let validator = jsonschema::draft202012::options()
-            .should_validate_formats(true)
-            .build(&document)
-            .expect("embedded schema compiles");
-        Schema {
-            validator: Validator::Runtime(validator),
-        }
+    fn iter_errors<'i>(&self, instance: &'i Value) -> jsonschema::ErrorIterator<'i> {
+        (self.errors_of)(instance)
     }
 
     /// The failed constraints, in document order; empty when `instance` is
@@ -227,7 +200,7 @@ mod tests {
     use serde_json::json;
 
     fn order_schema() -> Schema {
-        Schema::compile(crate::schemas::ORDER_CREATE_REQUEST)
+        Schema::generated(crate::schemas::generated::OrderCreateRequest::iter_errors)
     }
 
     #[test]
@@ -305,17 +278,22 @@ mod tests {
         assert_eq!(errors[0].location, crate::problem::Location::Pointer("/a~1b~0c".into()));
     }
 
+    /// The generated validator finds what jsonschema's own compiler finds
+    /// from the same file (the compiler runs here, in tests only).
     #[test]
     fn build_time_and_run_time_validators_agree() {
-        let key = |errors: Vec<FieldError>| {
+        let document: Value = serde_json::from_str(crate::schemas::ORDER_CREATE_REQUEST).unwrap();
+        let compiled = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&document)
+            .unwrap();
+        let keys = |errors: jsonschema::ErrorIterator<'_>| -> Vec<(String, String)> {
             let mut keys: Vec<_> = errors
-                .into_iter()
-                .map(|e| (format!("{:?}", e.location), e.keyword))
+                .map(|e| (e.instance_path().as_str().to_string(), e.kind().keyword().to_string()))
                 .collect();
             keys.sort();
             keys
         };
-        let generated = Schema::for_file("order-create.request.json", crate::schemas::ORDER_CREATE_REQUEST);
         for body in [
             json!({"userId": "x", "items": [{"productId": "", "quantity": 0, "z": 1}], "extra": true}),
             json!({"items": "none"}),
@@ -323,8 +301,8 @@ mod tests {
             json!({"userId": "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e", "items": [{"productId": "p", "quantity": 3}]}),
         ] {
             assert_eq!(
-                key(generated.errors(&body)),
-                key(order_schema().errors(&body)),
+                keys(order_schema().iter_errors(&body)),
+                keys(compiled.iter_errors(&body)),
                 "{body}"
             );
         }

@@ -11,13 +11,23 @@ use kit::contract::{CREATE_ORDER, GET_ORDER, HEALTH};
 use kit::orders::{self, NewOrder, OrderStore};
 use kit::pipeline::{Ctx, serve, serve_at};
 use kit::sql::{Database, Dialect, SqlValue};
-use kit::validate::Schema;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
 mod support;
 
 use support::sqlite::Sqlite;
+
+/// Whether `value` is valid against a response schema (compiled here: the
+/// components validate requests only, with generated validators).
+fn valid(schema: &str, value: &Value) -> bool {
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
+        .is_valid(value)
+}
 
 /// Opens the file and migrates it, as a component does on first use.
 fn open_migrated(path: &std::path::Path) -> Sqlite {
@@ -124,7 +134,7 @@ fn created_orders_read_back_and_match_their_schemas() {
     assert_eq!(created.status(), 201);
     let id = body(&created)["orderId"].as_str().unwrap().to_string();
     assert_eq!(created.headers()["location"], format!("/orders/{id}"));
-    assert!(Schema::compile(kit::schemas::ORDER_CREATED_RESPONSE).is_valid(&body(&created)));
+    assert!(valid(kit::schemas::ORDER_CREATED_RESPONSE, &body(&created)));
 
     let read = get(&store, &id);
     assert_eq!(read.status(), 200);
@@ -133,7 +143,7 @@ fn created_orders_read_back_and_match_their_schemas() {
         order,
         json!({"id": id, "userId": USER, "items": [{"productId": "sku-1", "quantity": 3}], "createdAt": "2026-11-24T12:00:00.000Z"})
     );
-    assert!(Schema::compile(kit::schemas::ORDER_RESPONSE).is_valid(&order));
+    assert!(valid(kit::schemas::ORDER_RESPONSE, &order));
 
     // The file holds the order: a second connection sees it.
     let again = OrderStore::new(open_migrated(&path));

@@ -122,6 +122,7 @@ fn corrupt(error: png::DecodingError) -> ImagingError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imaging::test_images::crc32;
     use image::ImageDecoder;
     use image::codecs::png::PngDecoder;
 
@@ -205,21 +206,6 @@ mod tests {
             out.extend(crc32(&chunk).to_be_bytes());
         }
         out
-    }
-
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for byte in data {
-            crc ^= u32::from(*byte);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 
     fn assert_same_as_image(bytes: &[u8]) -> usize {

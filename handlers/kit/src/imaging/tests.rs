@@ -4,7 +4,7 @@
 
 use super::budget::{Refusal, SHARED_MEMORY_BUDGET, SharedBudget};
 use super::route::{ResizeRequest, decode_base64, negotiate};
-use super::test_images::{gradient, jpeg, png, png_rgba};
+use super::test_images::{crc32, gradient, jpeg, png, png_rgba};
 use super::*;
 use crate::config::Config;
 use crate::contract::resize_route;
@@ -333,22 +333,6 @@ fn unsupported_formats_are_named() {
             other => panic!("{name}: {other:?}"),
         }
     }
-}
-
-/// CRC-32 (ISO-HDLC) for rewriting a PNG chunk.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// Small real files whose headers claim a huge size: decompression bombs.
