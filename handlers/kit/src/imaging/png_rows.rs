@@ -122,7 +122,7 @@ fn corrupt(error: png::DecodingError) -> ImagingError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imaging::test_images::crc32;
+    use crate::imaging::tests::crc32;
     use image::ImageDecoder;
     use image::codecs::png::PngDecoder;
 

@@ -34,19 +34,3 @@ pub fn png(img: &RgbImage) -> Vec<u8> {
         .unwrap();
     out
 }
-
-/// CRC-32 (ISO-HDLC), for writing or rewriting a PNG chunk.
-pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}

@@ -4,7 +4,7 @@
 
 use super::budget::{Refusal, SHARED_MEMORY_BUDGET, SharedBudget};
 use super::route::{ResizeRequest, decode_base64, negotiate};
-use super::test_images::{crc32, gradient, jpeg, png, png_rgba};
+use super::test_images::{gradient, jpeg, png, png_rgba};
 use super::*;
 use crate::config::Config;
 use crate::contract::resize_route;
@@ -879,4 +879,21 @@ fn a_full_shared_budget_is_a_503_with_retry_after_and_nothing_decoded() {
     // the other may take everything again.
     assert_eq!(block_on(other.claim(SHARED_MEMORY_BUDGET)), Ok(()));
     assert_eq!(block_on(ours.claim(1)), Err(Refusal::Busy));
+}
+
+/// CRC-32 (ISO-HDLC), for writing or rewriting a PNG chunk (also used by
+/// `png_rows`' tests).
+pub(super) fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
