@@ -89,12 +89,18 @@ endif
 # The same tests with a server: the component suite and the runner's
 # PostgreSQL tests switch to it (the rest just runs again, without
 # rebuilding), then the component suite on real Spin.
+# The outage test stops the shared server, so it runs alone, after the rest
+# (run beside them it turned another test's request into a 503).
+OUTAGE := postgres_outage::outage_gives_503_and_service_recovers
 test-postgres: components
 ifneq ($(SPIN),)
-	tests/postgres.sh sh -c 'cargo test $(NATIVE) --no-fail-fast -- --include-ignored && \
-	  TEST_ENGINE=spin cargo test $(NATIVE) --no-fail-fast $(COMPONENT_TESTS) -- --include-ignored'
+	tests/postgres.sh sh -c 'cargo test $(NATIVE) --no-fail-fast -- --include-ignored --skip $(OUTAGE) && \
+	  cargo test $(NATIVE) $(COMPONENT_TESTS) -- --include-ignored --exact $(OUTAGE) && \
+	  TEST_ENGINE=spin cargo test $(NATIVE) --no-fail-fast $(COMPONENT_TESTS) -- --include-ignored --skip $(OUTAGE) && \
+	  TEST_ENGINE=spin cargo test $(NATIVE) $(COMPONENT_TESTS) -- --include-ignored --exact $(OUTAGE)'
 else
-	tests/postgres.sh cargo test $(NATIVE) --no-fail-fast -- --include-ignored --skip runner_and_spin_answer_alike
+	tests/postgres.sh sh -c 'cargo test $(NATIVE) --no-fail-fast -- --include-ignored --skip runner_and_spin_answer_alike --skip $(OUTAGE) && \
+	  cargo test $(NATIVE) $(COMPONENT_TESTS) -- --include-ignored --exact $(OUTAGE)'
 	@tools/skipped.sh "the Spin pass of the component suite on PostgreSQL (no spin on PATH)"
 endif
 

@@ -298,3 +298,35 @@ async fn a_full_shared_memory_budget_is_a_503_with_retry_after() {
         "the expired row is cleared: {after:?}"
     );
 }
+
+/// Under a 128 MiB instance limit (Akamai Functions' quota; the engine's
+/// `--max-instance-memory`) an ordinary photo is resized, and an image whose
+/// resize would need more than the instance may hold is a `422
+/// image-too-large`, refused before decoding, never a trap; the instance
+/// then serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_128_mib_instance_limit_large_work_is_a_422_not_a_trap() {
+    let h = Harness::load(Setup {
+        components: &["images-resize"],
+        max_instance_memory: Some(128 << 20),
+        ..Setup::default()
+    })
+    .await;
+    let r = h
+        .send(raw("width=256&height=256", "image/jpeg", jpeg(&gradient(1000, 750))))
+        .await;
+    assert_eq!(r.status, 200);
+    // 4000x4000 grey to 4096x4096: about 150 MiB at the peak, under the
+    // per-request budget (192 MiB) but over the instance's limit.
+    let mut big = Vec::new();
+    image::GrayImage::new(4000, 4000)
+        .write_to(&mut std::io::Cursor::new(&mut big), ImageFormat::Png)
+        .unwrap();
+    let r = h.send(raw("width=4096&height=4096", "image/png", big)).await;
+    let p = r.assert_problem(422, "/problems/image-too-large");
+    assert!(p["detail"].as_str().unwrap().contains("lets an instance hold"), "{p}");
+    let r = h
+        .send(raw("width=64&height=64", "image/png", png(&gradient(64, 48))))
+        .await;
+    assert_eq!(r.status, 200);
+}

@@ -2,8 +2,8 @@
 //! problem (not a hang, not a 500), `/healthz` names the failing check, and
 //! service recovers by itself. It needs tests/postgres.sh, which gives the
 //! cluster's pg_ctl, so it is ignored by default and the PostgreSQL passes
-//! of `make test` run it (`--include-ignored`); it is its own test binary
-//! so stopping the server cannot disturb other tests.
+//! of `make test` run it alone, after the rest of the suite (`--exact`),
+//! since stopping the server would disturb the tests beside it.
 
 use component_tests::*;
 use std::process::Command;

@@ -133,6 +133,9 @@ pub enum ImagingError {
     TooManyPixels { width: u32, height: u32 },
     /// The work would need more than [`MEMORY_BUDGET`] bytes at its peak.
     TooMuchMemory { width: u32, height: u32, bytes: u64 },
+    /// The work fits [`MEMORY_BUDGET`], but the instance may not grow to
+    /// hold it (the host limits an instance's memory).
+    InstanceTooSmall { bytes: u64 },
     /// Truncated or corrupt data, or a decoder that would allocate too much.
     Corrupt(String),
     /// The parameters cannot be honoured (a zero or too large side).
@@ -159,6 +162,12 @@ impl std::fmt::Display for ImagingError {
                  the limit is {} MiB: ask for a smaller box or send a smaller image",
                 bytes.div_ceil(1 << 20),
                 MEMORY_BUDGET >> 20
+            ),
+            ImagingError::InstanceTooSmall { bytes } => write!(
+                f,
+                "resizing this image to the requested box would need about {} MiB, more than this host \
+                 lets an instance hold: ask for a smaller box or send a smaller image",
+                bytes.div_ceil(1 << 20)
             ),
             ImagingError::Corrupt(why) => write!(f, "the image could not be decoded: {why}"),
             ImagingError::BadParams(why) | ImagingError::Encode(why) => f.write_str(why),
@@ -241,6 +250,19 @@ impl Job<'_> {
     /// peak (at most [`MEMORY_BUDGET`]) and the encoded input.
     pub fn peak_bytes(&self) -> u64 {
         self.peak_bytes + self.input.len() as u64
+    }
+
+    /// Whether this instance can hold the job: asks the allocator for the
+    /// job's peak in one block and gives it back (the allocator keeps the
+    /// grown memory for the job). Where the host limits an instance's
+    /// memory (`--max-instance-memory`; Akamai Functions: 128 MiB) the block
+    /// is refused, and the job with it, as `image-too-large`, instead of the
+    /// instance trapping halfway through the decode (an empty 500).
+    pub fn fits_in_instance(&self) -> Result<(), ImagingError> {
+        let bytes = self.peak_bytes();
+        let refused = ImagingError::InstanceTooSmall { bytes };
+        let size = usize::try_from(bytes).map_err(|_| ImagingError::InstanceTooSmall { bytes })?;
+        Vec::<u8>::new().try_reserve_exact(size).map_err(|_| refused)
     }
 
     /// Decodes, resizes and encodes, calling `pause` every millisecond or

@@ -112,6 +112,7 @@ async fn resize_within<D: Database>(
             Err(Refusal::Database(e)) => return Err(store_problem(ctx, e)),
         }
     }
+    job.fits_in_instance().map_err(refused)?;
     let resized = job.run(pause).map_err(refused)?;
     if !binary {
         let image = STANDARD.encode(&resized.bytes);
@@ -184,7 +185,9 @@ fn problem(error: ImagingError) -> Problem {
     let kind = match &error {
         ImagingError::TooManyBytes(_) => ProblemKind::PayloadTooLarge,
         ImagingError::Unsupported(_) => ProblemKind::UnsupportedImage,
-        ImagingError::TooManyPixels { .. } | ImagingError::TooMuchMemory { .. } => ProblemKind::ImageTooLarge,
+        ImagingError::TooManyPixels { .. }
+        | ImagingError::TooMuchMemory { .. }
+        | ImagingError::InstanceTooSmall { .. } => ProblemKind::ImageTooLarge,
         ImagingError::Corrupt(_) => ProblemKind::CorruptImage,
         ImagingError::BadParams(_) => ProblemKind::ValidationFailed,
         ImagingError::Encode(_) => return Problem::internal(),
