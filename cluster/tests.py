@@ -243,9 +243,16 @@ def sleep_until(t):
 # --- slow requests ------------------------------------------------------------
 
 
-def big_png(side=6000):
-    """A 36-megapixel PNG (under the 40 MP limit, ~0.6 MB): resizing it keeps
-    a replica busy for about half a second, long enough to be in flight."""
+# kit::imaging::budget::ROW_SECONDS.
+IMAGE_ROW_SECONDS = 10
+
+
+def big_png(side=4500):
+    """A 20-megapixel PNG (~0.35 MB): resizing it keeps a replica busy for a
+    few tenths of a second, long enough to be in flight, at about 65 MiB at
+    its peak, so that three at once stay within a replica's shared image
+    budget (256 MiB; a 36 MP one took 110 MiB, and the third of three was
+    rightly refused 503)."""
     row = bytes(((x * 7) ^ (x >> 3)) & 0xFF for x in range(side * 3))
     raw = b"".join(b"\x00" + row[y % 97:] + row[:y % 97] for y in range(side))
 
@@ -438,7 +445,8 @@ def test_graceful_stop(victim, seconds=4.0, stop_at=1.5, slow=3):
     check(f"3. graceful stop of {name} (drain, then SIGTERM) under write load",
           len(ok) > 0 and not failed and slow_ok == slow and in_flight > 0 and not after and not missing,
           f"{len(ok)} x 201 ({by_server}), {len(failed)} failed; {in_flight} request(s) in flight to {name} "
-          f"when the drain began, {slow_ok}/{slow} slow resizes on it answered 200; drain + SIGTERM + exit "
+          f"when the drain began, {slow_ok}/{slow} slow resizes on it answered 200 "
+          f"({[r.get('status') or r.get('error') for r in slow_out]}); drain + SIGTERM + exit "
           f"{t_stopped - t_stop:.2f} s; {len(ok) - len(missing)}/{len(ok)} acknowledged orders readable")
     replica("start", victim)
 
@@ -551,6 +559,12 @@ def main():
         test_idempotency_across_replicas()
         test_crash(victim)
         evidence_raw_sigterm(victim)
+        # The killed replica's image instances died with it, but their rows
+        # in its shared image budget (handlers/kit/src/imaging/budget.rs)
+        # count until they expire, IMAGE_ROW_SECONDS after their last
+        # request: until then the restarted replica answers big resizes 503
+        # with Retry-After (all three slow resizes of the next test did).
+        time.sleep(IMAGE_ROW_SECONDS + 1)
         test_graceful_stop(victim)
         test_rolling_restart()
         test_slow_clients()
