@@ -512,6 +512,18 @@ def background_posts(bench, server, path, body, content_type, connections, expec
     return start
 
 
+def get_beside(bench, server, key, title, get, get_paths, auth, during):
+    """The scenario `key`: GET /orders/:id while `during`'s clients run; its
+    p99 beside the unloaded one (`get`), the background's rate and statuses,
+    and the server's RSS then."""
+    loaded = bench.scenario(key, title, server, get_paths[0], {200}, headers=(auth,), paths=get_paths,
+                            during=during)
+    background = loaded["background"]
+    return {"get_loaded_p99_ms": loaded["p99_ms"], "get_unloaded_p99_ms": get["p99_ms"],
+            "background_rps": background["rps"], "statuses": background["statuses"],
+            "server_rss_mib": background["server_rss_mib"]}
+
+
 def bilevel_png(width, height):
     """A black bilevel PNG: a couple of KB that decode to width x height
     8-bit pixels (the hostile image of issue 23)."""
@@ -738,15 +750,14 @@ def main():
     hostile = None
     if has_resize:
         members = ",".join(f'"p{i}":0' for i in range(5000))
-        loaded = bench.scenario("hostile", "GET /orders/:id while hostile bodies arrive (c=4, 5,000 errors each)",
-                                server, get_paths[0], {200}, headers=(auth,), paths=get_paths,
-                                during=background_posts(bench, server, "/images/resize", f"{{{members}}}".encode(),
-                                                        "application/json", 4, "400", "hostile"))
-        hostile = {"get_loaded_p99_ms": loaded["p99_ms"], "get_unloaded_p99_ms": get["p99_ms"],
-                   "hostile_rps": loaded["background"]["rps"],
-                   "server_rss_mib": loaded["background"]["server_rss_mib"]}
-        say(f"     GET p99 {get['p99_ms']:.1f} -> {loaded['p99_ms']:.1f} ms while {hostile['hostile_rps']:.0f} "
-            f"hostile bodies/s were refused; server RSS {hostile['server_rss_mib']:.0f} MiB")
+        hostile = get_beside(bench, server, "hostile",
+                             "GET /orders/:id while hostile bodies arrive (c=4, 5,000 errors each)",
+                             get, get_paths, auth,
+                             background_posts(bench, server, "/images/resize", f"{{{members}}}".encode(),
+                                              "application/json", 4, "400", "hostile"))
+        say(f"     GET p99 {get['p99_ms']:.1f} -> {hostile['get_loaded_p99_ms']:.1f} ms while "
+            f"{hostile['background_rps']:.0f} hostile bodies/s were refused; server RSS "
+            f"{hostile['server_rss_mib']:.0f} MiB")
     else:
         bench.skip("hostile", "GET /orders/:id while hostile bodies arrive", "not built: no images-resize component")
 
@@ -758,17 +769,14 @@ def main():
     hostile_images = None
     if has_resize:
         bomb = bilevel_png(4000, 4000)
-        loaded = bench.scenario("hostile-images", f"GET /orders/:id while {len(bomb):,} B 16 MP PNGs are resized "
-                                f"to 4096x4096 (c={RESIZE_CONNECTIONS})", server, get_paths[0], {200},
-                                headers=(auth,), paths=get_paths,
-                                during=background_posts(bench, server, "/images/resize/raw?width=4096&height=4096",
-                                                        bomb, "image/png", RESIZE_CONNECTIONS, {"200", "503"},
-                                                        "hostile-images"))
-        hostile_images = {"get_loaded_p99_ms": loaded["p99_ms"], "get_unloaded_p99_ms": get["p99_ms"],
-                          "statuses": loaded["background"]["statuses"],
-                          "server_rss_mib": loaded["background"]["server_rss_mib"]}
-        say(f"     GET p99 {get['p99_ms']:.1f} -> {loaded['p99_ms']:.1f} ms while hostile PNGs were resized "
-            f"({hostile_images['statuses']}); server RSS {hostile_images['server_rss_mib']:.0f} MiB")
+        hostile_images = get_beside(bench, server, "hostile-images",
+                                    f"GET /orders/:id while {len(bomb):,} B 16 MP PNGs are resized "
+                                    f"to 4096x4096 (c={RESIZE_CONNECTIONS})", get, get_paths, auth,
+                                    background_posts(bench, server, "/images/resize/raw?width=4096&height=4096",
+                                                     bomb, "image/png", RESIZE_CONNECTIONS, {"200", "503"},
+                                                     "hostile-images"))
+        say(f"     GET p99 {get['p99_ms']:.1f} -> {hostile_images['get_loaded_p99_ms']:.1f} ms while hostile PNGs "
+            f"were resized ({hostile_images['statuses']}); server RSS {hostile_images['server_rss_mib']:.0f} MiB")
     else:
         bench.skip("hostile-images", "GET /orders/:id while hostile images are resized",
                    "not built: no images-resize component")
@@ -1033,7 +1041,7 @@ def print_table(results, base, node_rows):
     hb = results["hostile_bodies"]
     if hb:
         say(f"hostile bodies: GET /orders/:id p99 {hb['get_unloaded_p99_ms']:.2f} ms unloaded, "
-            f"{hb['get_loaded_p99_ms']:.2f} ms while {hb['hostile_rps']:.0f}/s bodies of 5,000 unknown properties "
+            f"{hb['get_loaded_p99_ms']:.2f} ms while {hb['background_rps']:.0f}/s bodies of 5,000 unknown properties "
             f"were answered 400; server RSS then {hb['server_rss_mib']:.0f} MiB")
     hi = results.get("hostile_images")
     if hi:

@@ -260,9 +260,9 @@ impl Job<'_> {
     /// instance trapping halfway through the decode (an empty 500).
     pub fn fits_in_instance(&self) -> Result<(), ImagingError> {
         let bytes = self.peak_bytes();
-        let refused = ImagingError::InstanceTooSmall { bytes };
-        let size = usize::try_from(bytes).map_err(|_| ImagingError::InstanceTooSmall { bytes })?;
-        Vec::<u8>::new().try_reserve_exact(size).map_err(|_| refused)
+        let refused = || ImagingError::InstanceTooSmall { bytes };
+        let size = usize::try_from(bytes).map_err(|_| refused())?;
+        Vec::<u8>::new().try_reserve_exact(size).map_err(|_| refused())
     }
 
     /// Decodes, resizes and encodes, calling `pause` every millisecond or

@@ -4,7 +4,7 @@
 //!
 //! The connection is opened once per instance, like the order store's, and
 //! gets the durability of a NORMAL commit when the file is in WAL mode: a
-//! lease is worth nothing after a restart, but the file holds the orders too.
+//! row of the budget is worth nothing after a restart, but the file holds the orders too.
 
 use super::database::{SpinDatabase, sqlite_error};
 use crate::durability::Durability;
@@ -19,8 +19,8 @@ thread_local! {
     static KEPT: RefCell<Option<Rc<SharedBudget<SpinDatabase>>>> = const { RefCell::new(None) };
 }
 
-/// The budget over the instance's kept connection, opened (and the lease
-/// table created) on first use.
+/// The budget over the instance's kept connection, opened (and the
+/// budget's table created) on first use.
 pub async fn image_budget() -> Result<Rc<SharedBudget<SpinDatabase>>, DbError> {
     if let Some(kept) = KEPT.with(|k| k.borrow().clone()) {
         return Ok(kept);
