@@ -8,7 +8,11 @@
 # each) and TEST_PG_CTL (pg_ctl for this cluster, for the outage test).
 # TEST_PG_FSYNC=on makes commits durable (the bench); tests run without.
 set -euo pipefail
-port=${TEST_PG_PORT:-55432}
+# The default port lies below Linux's ephemeral range (32768-60999): a port in
+# it can be taken by any test's outgoing connection or port-0 listener, which
+# made the server's start fail in a CI run. A start that fails anyway is
+# retried on a port the kernel says is free, and its log is shown.
+port=${TEST_PG_PORT:-25432}
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bindir" ]; then
   if [ "${CI:-}" = true ]; then
@@ -38,7 +42,17 @@ unix_socket_directories = '$data'
 fsync = ${TEST_PG_FSYNC:-off}
 max_connections = 200
 CONF
-"${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
+start() {
+  "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -l "$data/server.log" -w start >/dev/null
+}
+for attempt in 1 2 3; do
+  if start; then break; fi
+  echo "tests/postgres.sh: PostgreSQL did not start on port $port (attempt $attempt); its log:" >&2
+  tail -n 20 "$data/server.log" >&2 || true
+  [ "$attempt" = 3 ] && exit 1
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  echo "port = $port" >>"$data/postgresql.conf" # the last setting wins
+done
 echo "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port ($data)"
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 export TEST_PG_CTL="${as_owner[*]} $bindir/pg_ctl -D $data -l $data/server.log -w"
