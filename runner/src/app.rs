@@ -7,7 +7,6 @@ use crate::engine::{self, EpochTicker};
 use crate::handler::{ComponentHandler, Reuse};
 use crate::host::{self, ComponentConfig};
 use crate::manifest::{DEFAULT_LABEL, Manifest, RouteConfig};
-use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::routes::{RouteMatch, Router};
 use crate::stdio::{TeeOutput, Which};
 use crate::variables::{self, Sources};
@@ -16,6 +15,7 @@ use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{HeaderName, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full};
+use kit::outbound::{AllowedHost, AllowedHosts};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 /// Spin answers these itself, before routing.
 const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
 
+/// How to load and serve the app: `runner up`'s flags, with Spin's names
+/// and defaults, for the CLI, the component tests and the bench.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Path to `spin.toml`.
@@ -111,15 +113,15 @@ impl App {
     /// compiles (or loads from the cache) every selected component. All
     /// configuration problems are reported together.
     pub async fn load(opts: Options) -> Result<App> {
-        let checked = check(&opts, true)?;
-        let state_dir = checked.state_dir.clone();
+        let prepared = prepare(&opts, Purpose::Serve)?;
+        let state_dir = prepared.state_dir.clone();
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
         let default_db = state_dir.join("sqlite_db.db");
         // As `spin up`: before anything is compiled, whether or not a
         // component uses the database.
         crate::host_sqlite::run_startup_statements(&default_db, &opts.sqlite_statements)?;
-        let uses_default = checked
+        let uses_default = prepared
             .configs
             .values()
             .any(|c| c.sqlite_databases.contains(DEFAULT_LABEL));
@@ -130,7 +132,7 @@ impl App {
         // Compilation is CPU-bound; keep it off the async workers.
         let reuse = opts.reuse;
         let cache = opts.cache;
-        let compiled = tokio::task::spawn_blocking(move || compile(checked, reuse, cache))
+        let compiled = tokio::task::spawn_blocking(move || compile(prepared, reuse, cache))
             .await
             .context("loader panicked")??;
         Ok(App {
@@ -155,10 +157,12 @@ impl App {
             .collect()
     }
 
+    /// Where the SQLite file and the component logs live (`--state-dir`).
     pub fn state_dir(&self) -> &std::path::Path {
         &self.inner.state_dir
     }
 
+    /// The options the app was loaded with.
     pub fn options(&self) -> &Options {
         &self.inner.opts
     }
@@ -221,7 +225,7 @@ impl App {
 }
 
 /// A body-less answer of the host's own.
-pub fn empty(status: StatusCode) -> Response {
+fn empty(status: StatusCode) -> Response {
     let mut r = http::Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
     *r.status_mut() = status;
     r
@@ -297,7 +301,7 @@ fn add_spin_headers<B>(req: &mut http::Request<B>, m: &RouteMatch, client_addr: 
     Ok(())
 }
 
-/// What compiling the checked app yields.
+/// What compiling the prepared app yields.
 struct Compiled {
     ticker: EpochTicker,
     name: String,
@@ -306,13 +310,13 @@ struct Compiled {
     components: HashMap<String, ProxyHandler<ComponentHandler>>,
 }
 
-fn compile(checked: Checked, reuse: Reuse, cache: bool) -> Result<Compiled> {
-    let Checked {
+fn compile(prepared: Prepared, reuse: Reuse, cache: bool) -> Result<Compiled> {
+    let Prepared {
         manifest,
         router,
         configs,
         ..
-    } = checked;
+    } = prepared;
     let engine = engine::build(cache)?;
     let ticker = EpochTicker::start(&engine);
     let linker = host::build_linker(&engine)?;
@@ -350,20 +354,37 @@ fn compile(checked: Checked, reuse: Reuse, cache: bool) -> Result<Compiled> {
     })
 }
 
-/// The result of validating a manifest against the runner and the variable
-/// sources, before anything is compiled.
-struct Checked {
+/// The app validated against the runner and its variables resolved, with
+/// each selected component's configuration: everything but compilation.
+struct Prepared {
     manifest: Manifest,
     router: Router,
     configs: HashMap<String, ComponentConfig>,
     state_dir: PathBuf,
 }
 
-/// `runner check`: validates the manifest and resolves every variable and
-/// templated allow-list entry, returning the routes.
-pub fn check_only(opts: &Options) -> Result<Vec<(String, String)>> {
-    let c = check(opts, false)?;
-    Ok(c.router
+/// What [`prepare`] prepares for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Serving: the component log files are opened; and, as in Spin, an
+    /// `allowed_outbound_hosts` entry that only the resolved variables make
+    /// invalid does not stop startup: the component's outbound connections
+    /// fail instead.
+    Serve,
+    /// `runner check`: the state dir is not touched, and such an entry is a
+    /// problem like any other.
+    Check,
+}
+
+/// `runner check`: what `runner up` refuses at startup (the manifest,
+/// missing variables, unknown components), without compiling or touching the
+/// state dir, and also an allow-list entry that the resolved variables make
+/// invalid (which `runner up`, like Spin, only reports). Returns the
+/// `(route, component)` pairs.
+pub fn check_startup(opts: &Options) -> Result<Vec<(String, String)>> {
+    let prepared = prepare(opts, Purpose::Check)?;
+    Ok(prepared
+        .router
         .routes()
         .map(|(r, comp)| (r.to_string(), comp.to_string()))
         .collect())
@@ -373,13 +394,13 @@ pub fn check_only(opts: &Options) -> Result<Vec<(String, String)>> {
 /// component will receive them, through the app's own config validation
 /// (`kit::config`, the code each component runs on first use). Every bad
 /// variable is named; values never appear (the validation reports names).
-pub fn check_app_config(opts: &Options) -> Result<()> {
-    let checked = check(opts, false)?;
+pub fn check_component_variables(opts: &Options) -> Result<()> {
+    let prepared = prepare(opts, Purpose::Check)?;
     let mut problems = Vec::new();
-    let mut ids: Vec<&String> = checked.configs.keys().collect();
+    let mut ids: Vec<&String> = prepared.configs.keys().collect();
     ids.sort();
     for id in ids {
-        let values = checked.configs[id]
+        let values = prepared.configs[id]
             .variables
             .iter()
             .map(|(k, v)| (k.clone(), v.value.clone()))
@@ -395,8 +416,9 @@ pub fn check_app_config(opts: &Options) -> Result<()> {
     }
 }
 
-/// `open_logs` is false for `runner check`, which must not touch the state dir.
-fn check(opts: &Options, open_logs: bool) -> Result<Checked> {
+/// Loads the manifest, resolves variables, builds the router and each
+/// selected component's configuration, reporting every problem at once.
+fn prepare(opts: &Options, purpose: Purpose) -> Result<Prepared> {
     let manifest = Manifest::load(&opts.manifest)?;
     let env = match &opts.env {
         Some(e) => e.clone(),
@@ -434,7 +456,12 @@ fn check(opts: &Options, open_logs: bool) -> Result<Checked> {
             }
             only.clone()
         }
-        None => routed.iter().map(|s| s.to_string()).collect(),
+        None => {
+            // Sorted, so that problems are reported in the same order each time.
+            let mut routed: Vec<String> = routed.iter().map(|s| s.to_string()).collect();
+            routed.sort();
+            routed
+        }
     };
 
     let state_dir = if opts.state_dir.as_os_str().is_empty() {
@@ -460,26 +487,19 @@ fn check(opts: &Options, open_logs: bool) -> Result<Checked> {
                 continue;
             }
         };
-        let mut allowed = Vec::new();
-        for entry in &decl.allowed_outbound_hosts {
-            let rendered = variables::Template::parse(entry).and_then(|t| t.render(&app_vars));
-            match rendered.and_then(|v| {
-                AllowedHost::parse(&v.value).map_err(|e| {
-                    if v.secret {
-                        anyhow!("{e} (value hidden: it uses a secret variable)")
-                    } else {
-                        anyhow!("{e} (resolved to {:?})", v.value)
-                    }
-                })
-            }) {
-                Ok(h) => allowed.push(h),
-                Err(e) => problems.push(format!(
-                    "component {id:?}: allowed_outbound_hosts entry {entry:?}: {e:#}"
-                )),
+        let allowed_hosts = match allowed_hosts(&decl.allowed_outbound_hosts, &app_vars) {
+            Ok(hosts) => Ok(hosts),
+            Err(e) if purpose == Purpose::Serve => {
+                eprintln!("runner: component {id:?}: {e}; as in Spin, it starts, and its outbound connections fail");
+                Err(e)
             }
-        }
+            Err(e) => {
+                problems.push(format!("component {id:?}: {e}"));
+                continue;
+            }
+        };
         let echo = opts.echo_component_output;
-        let logs = open_logs.then_some(log_dir.as_path());
+        let logs = (purpose == Purpose::Serve).then_some(log_dir.as_path());
         let outputs = (
             TeeOutput::open(logs, &id, Which::Stdout, echo),
             TeeOutput::open(logs, &id, Which::Stderr, echo),
@@ -501,7 +521,7 @@ fn check(opts: &Options, open_logs: bool) -> Result<Checked> {
                 variables: vars,
                 sqlite_databases: decl.sqlite_databases.iter().cloned().collect(),
                 sqlite_files: sqlite_files.clone(),
-                allowed_hosts: AllowedHosts(allowed),
+                allowed_hosts,
                 environment: decl.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 stdout,
                 stderr,
@@ -512,10 +532,105 @@ fn check(opts: &Options, open_logs: bool) -> Result<Checked> {
     if !problems.is_empty() {
         bail!("cannot start the application:\n  - {}", problems.join("\n  - "));
     }
-    Ok(Checked {
+    Ok(Prepared {
         manifest,
         router,
         configs,
         state_dir,
     })
+}
+
+/// A component's `allowed_outbound_hosts`, its templates rendered with the
+/// resolved variables; an entry that renders empty, `http://` or `https://`
+/// is dropped, as Spin drops it. The error names the bad entry, and shows
+/// what it resolved to unless that uses a secret.
+fn allowed_hosts(entries: &[String], vars: &variables::ResolvedVariables) -> Result<AllowedHosts, String> {
+    let mut hosts = Vec::new();
+    for entry in entries {
+        let rendered = variables::Template::parse(entry)
+            .and_then(|t| t.render(vars))
+            .map_err(|e| format!("allowed_outbound_hosts entry {entry:?}: {e:#}"))?;
+        match AllowedHost::parse_rendered(&rendered.value) {
+            Ok(host) => hosts.extend(host),
+            Err(e) if rendered.secret => {
+                return Err(format!(
+                    "allowed_outbound_hosts entry {entry:?}: {e} (value hidden: it uses a secret variable)"
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "allowed_outbound_hosts entry {entry:?}: {e} (resolved to {:?})",
+                    rendered.value
+                ));
+            }
+        }
+    }
+    Ok(hosts.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "app"
+[variables]
+db_host = { default = "db:5432" }
+db_password = { default = "pw", secret = true }
+optional_api = { default = "" }
+[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "c.wasm"
+allowed_outbound_hosts = ["postgres://{{ db_host }}", "https://{{ optional_api }}", "postgres://x{{ db_password }}"]
+"#;
+
+    fn options(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Options {
+        let manifest = dir.path().join("spin.toml");
+        std::fs::write(&manifest, MANIFEST).unwrap();
+        Options {
+            manifest,
+            state_dir: dir.path().join("state"),
+            env: Some(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            echo_component_output: false,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn templated_entries_resolve_and_empty_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let prepared = prepare(&options(&dir, &[]), Purpose::Check).unwrap();
+        let allowed = prepared.configs["c"].allowed_hosts.as_ref().unwrap();
+        assert!(allowed.allows_postgres("db", None));
+        assert!(allowed.allows_postgres("xpw", Some(5432)));
+        assert!(!allowed.allows_postgres("other", None));
+    }
+
+    #[test]
+    fn an_entry_made_invalid_by_variables_fails_check_but_not_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_host = [("SPIN_VARIABLE_DB_HOST", "db:99999")];
+        let err = format!(
+            "{:#}",
+            prepare(&options(&dir, &bad_host), Purpose::Check).err().unwrap()
+        );
+        assert!(
+            err.contains("\"postgres://{{ db_host }}\"") && err.contains("db:99999"),
+            "{err}"
+        );
+        // As Spin: the app starts; the component's connections fail.
+        let prepared = prepare(&options(&dir, &bad_host), Purpose::Serve).unwrap();
+        assert!(prepared.configs["c"].allowed_hosts.is_err());
+        // A secret's value stays out of the message.
+        let bad_secret = [("SPIN_VARIABLE_DB_PASSWORD", "s3cr3t:x")];
+        let err = format!(
+            "{:#}",
+            prepare(&options(&dir, &bad_secret), Purpose::Check).err().unwrap()
+        );
+        assert!(err.contains("value hidden") && !err.contains("s3cr3t"), "{err}");
+    }
 }

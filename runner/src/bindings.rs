@@ -22,6 +22,6 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use spin::postgres::postgres as pg;
-pub use spin::sqlite::sqlite;
-pub use spin::variables::variables;
+pub(crate) use spin::postgres::postgres as pg;
+pub(crate) use spin::sqlite::sqlite;
+pub(crate) use spin::variables::variables;

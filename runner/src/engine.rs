@@ -13,7 +13,7 @@ use wasmtime::{Cache, Config, Engine, InstanceAllocationStrategy, PoolingAllocat
 
 /// Spin's `DEFAULT_EPOCH_TICK_INTERVAL`. The epoch only serves the request
 /// timeout (see [`crate::handler`]); it never makes a guest yield.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Spin's default pool size (`SPIN_MAX_INSTANCE_COUNT`).
 const POOLED_INSTANCES: u32 = 1000;
@@ -21,7 +21,8 @@ const POOLED_INSTANCES: u32 = 1000;
 /// Spin's pooling limit on a linear memory: 4 GiB.
 const MAX_MEMORY_SIZE: usize = 4 << 30;
 
-pub fn build(cache: bool) -> Result<Engine> {
+/// The engine every component of the app is compiled for and run on.
+pub(crate) fn build(cache: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
@@ -65,19 +66,20 @@ pub fn build(cache: bool) -> Result<Engine> {
 }
 
 /// Compiles a component, or loads it from the engine's cache.
-pub fn load_component(engine: &Engine, wasm: &Path) -> Result<Component> {
+pub(crate) fn load_component(engine: &Engine, wasm: &Path) -> Result<Component> {
     Component::from_file(engine, wasm)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot load component {}", wasm.display()))
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 
 impl EpochTicker {
-    pub fn start(engine: &Engine) -> EpochTicker {
+    /// Starts the ticking thread; it stops with the ticker or the engine.
+    pub(crate) fn start(engine: &Engine) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();

@@ -42,7 +42,7 @@ impl Default for Reuse {
 }
 
 /// One component's instances.
-pub struct ComponentHandler {
+pub(crate) struct ComponentHandler {
     engine: Engine,
     pre: ProxyPre<HostState>,
     config: Arc<ComponentConfig>,
@@ -51,7 +51,9 @@ pub struct ComponentHandler {
 }
 
 impl ComponentHandler {
-    pub fn new(engine: Engine, pre: ProxyPre<HostState>, config: ComponentConfig, reuse: Reuse) -> Self {
+    /// The handler of one compiled component, with the reuse policy its
+    /// WASI version gets in Spin.
+    pub(crate) fn new(engine: Engine, pre: ProxyPre<HostState>, config: ComponentConfig, reuse: Reuse) -> Self {
         // Spin serves WASI 0.2 handlers with a fresh instance per request,
         // whatever the reuse flags say.
         let reuse = match pre {
@@ -69,10 +71,6 @@ impl ComponentHandler {
             postgres: Default::default(),
             reuse,
         }
-    }
-
-    pub fn id(&self) -> &str {
-        &self.config.id
     }
 }
 
@@ -120,7 +118,7 @@ fn arm_timeout(store: &mut Store<HostState>, timeout: bool) {
 
 /// When a worker's instance goes: after `idle_timeout` without work, or
 /// `request_timeout` after its latest request started.
-pub struct Expiration {
+pub(crate) struct Expiration {
     idle_timeout: Duration,
     request_timeout: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
@@ -145,7 +143,7 @@ impl WorkerExpiration for Expiration {
 }
 
 /// How many requests a worker takes, and when each one expires.
-pub struct Worker {
+pub(crate) struct Worker {
     component: String,
     reuse: Reuse,
 }

@@ -3,10 +3,10 @@
 //! `wasi:http` and the `spin:*` interfaces the app's guests import.
 
 use crate::bindings;
-use crate::outbound::AllowedHosts;
 use crate::stdio::TeeOutput;
 use crate::variables::Value;
 use anyhow::{Context as _, Result};
+use kit::outbound::AllowedHosts;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,40 +16,51 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// Everything an instance of one component may use, fixed at startup.
-pub struct ComponentConfig {
-    pub id: String,
-    pub variables: HashMap<String, Value>,
-    pub sqlite_databases: HashSet<String>,
+pub(crate) struct ComponentConfig {
+    /// The component id of the manifest.
+    pub(crate) id: String,
+    /// Its `[component.<id>] variables`, rendered.
+    pub(crate) variables: HashMap<String, Value>,
+    /// The SQLite labels it is granted (`sqlite_databases`).
+    pub(crate) sqlite_databases: HashSet<String>,
     /// Label -> database file; only labels the app defines.
-    pub sqlite_files: Arc<HashMap<String, PathBuf>>,
-    pub allowed_hosts: AllowedHosts,
-    pub environment: Vec<(String, String)>,
-    pub stdout: TeeOutput,
-    pub stderr: TeeOutput,
+    pub(crate) sqlite_files: Arc<HashMap<String, PathBuf>>,
+    /// `allowed_outbound_hosts`, resolved; the error when the resolved
+    /// variables made an entry invalid (outbound connections then fail, as
+    /// in Spin).
+    pub(crate) allowed_hosts: Result<AllowedHosts, String>,
+    /// Its `environment`, as WASI environment variables.
+    pub(crate) environment: Vec<(String, String)>,
+    /// Where its stdout goes (log file, runner's stderr).
+    pub(crate) stdout: TeeOutput,
+    /// Where its stderr goes (log file, runner's stderr).
+    pub(crate) stderr: TeeOutput,
     /// `--max-instance-memory`: `memory.grow` past it fails (returns -1),
     /// as in Spin; `None` leaves only the pool's 4 GiB.
-    pub max_instance_memory: Option<usize>,
+    pub(crate) max_instance_memory: Option<usize>,
 }
 
 /// Per-store data: one instance's world.
-pub struct HostState {
-    pub table: ResourceTable,
+pub(crate) struct HostState {
+    /// The instance's resources (connections, streams, WASI handles).
+    pub(crate) table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: NoOutboundHttp,
     limits: StoreLimits,
-    pub component: Arc<ComponentConfig>,
+    /// What the component is granted, shared by its instances.
+    pub(crate) component: Arc<ComponentConfig>,
     /// Pools of this component's PostgreSQL connections (shared by its
     /// instances, as Spin's pools are per component).
-    pub postgres: Arc<crate::host_postgres::Pools>,
+    pub(crate) postgres: Arc<crate::host_postgres::Pools>,
     /// When the instance's latest request expires (`--request-timeout`).
-    pub deadline: Option<std::time::Instant>,
+    pub(crate) deadline: Option<std::time::Instant>,
     /// SQLite connections the guest holds open.
-    pub sqlite_connections: usize,
+    pub(crate) sqlite_connections: usize,
 }
 
 /// Marker for the `spin:*` bindings: they operate on the whole `HostState`.
-pub struct SpinHost;
+pub(crate) struct SpinHost;
 
 impl HasData for SpinHost {
     type Data<'a> = &'a mut HostState;
@@ -75,7 +86,7 @@ impl WasiHttpView for HostState {
 }
 
 /// The `wasi:http` view of a store, as `ProxyHandler` asks for it.
-pub fn http_view(state: &mut HostState) -> WasiHttpCtxView<'_> {
+pub(crate) fn http_view(state: &mut HostState) -> WasiHttpCtxView<'_> {
     state.http()
 }
 
@@ -100,7 +111,9 @@ impl WasiHttpHooks for NoOutboundHttp {
     }
 }
 
-pub fn build_linker(engine: &Engine) -> Result<Linker<HostState>> {
+/// The linker every component is instantiated with: what a guest may
+/// import, and nothing else.
+pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)
@@ -121,7 +134,7 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<HostState>> {
 }
 
 /// A fresh store for one instance of `component`.
-pub fn new_store(
+pub(crate) fn new_store(
     engine: &Engine,
     component: &Arc<ComponentConfig>,
     postgres: &Arc<crate::host_postgres::Pools>,
@@ -152,7 +165,7 @@ pub fn new_store(
 }
 
 /// A row stream and the future that reports how it ended.
-pub type BufferedRows<R, E> = (
+pub(crate) type BufferedRows<R, E> = (
     wasmtime::component::StreamReader<R>,
     wasmtime::component::FutureReader<Result<(), E>>,
 );
@@ -160,7 +173,7 @@ pub type BufferedRows<R, E> = (
 /// The row stream and completion future of a `*-async` query whose rows the
 /// host has already fetched: the rows stream from memory, the future is
 /// ready.
-pub fn buffered_rows<R, E>(
+pub(crate) fn buffered_rows<R, E>(
     accessor: &wasmtime::component::Accessor<HostState, SpinHost>,
     rows: Vec<R>,
 ) -> wasmtime::Result<BufferedRows<R, E>>

@@ -1,13 +1,14 @@
 //! `spin:postgres/postgres@4.2.0` on tokio-postgres, as Spin's
-//! `factor-outbound-pg` hosts it: the address must pass the component's
-//! `allowed_outbound_hosts` (scheme `postgres`, default port 5432) before any
-//! connection is attempted; connections come from a deadpool pool per
-//! component and connection string (at most 64 connections, no timeouts,
-//! recycled with `RecyclingMethod::Clean`), held while the guest holds its
-//! `connection`; connect failures are `connection-failed`, server errors
-//! `query-failed(db-error)`, bad parameters `bad-parameter`. Values are
-//! converted with the same Rust types Spin uses, so a column type Spin cannot
-//! read (e.g. `timestamptz` into `datetime`) fails here too.
+//! `factor-outbound-pg` hosts it: every `host` of the connection string must
+//! pass the component's `allowed_outbound_hosts` before any connection is
+//! attempted (checked by [`kit::outbound`], as Spin checks it); connections
+//! come from a deadpool pool per component and connection string (at most 64
+//! connections, no timeouts, recycled with `RecyclingMethod::Clean`), held
+//! while the guest holds its `connection`; connect failures are
+//! `connection-failed`, server errors `query-failed(db-error)`, bad
+//! parameters `bad-parameter`. Values are converted with the same Rust types
+//! Spin uses, so a column type Spin cannot read (e.g. `timestamptz` into
+//! `datetime`) fails here too.
 //!
 //! One check goes beyond Spin's: every `hostaddr` of the connection string
 //! must be allowed too (Spin checks only `host`, while tokio-postgres
@@ -21,10 +22,10 @@
 use crate::bindings::pg::{
     self, Column, DbDataType, DbError, DbValue, Error, Interval, ParameterValue, QueryError, Row, RowSet,
 };
-use crate::host::{HostState, SpinHost};
-use crate::outbound::AllowedHosts;
+use crate::host::{ComponentConfig, HostState, SpinHost};
 use bytes::BytesMut;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use kit::outbound::AllowedHosts;
 use std::sync::{Arc, Mutex};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
@@ -37,7 +38,7 @@ const MAX_POOLS: usize = 16;
 
 /// One component's pools, by connection string, oldest first.
 #[derive(Default)]
-pub struct Pools(Mutex<Vec<(String, Pool)>>);
+pub(crate) struct Pools(Mutex<Vec<(String, Pool)>>);
 
 impl Pools {
     fn get(&self, address: &str, config: tokio_postgres::Config) -> Result<Pool, Error> {
@@ -66,18 +67,27 @@ impl Pools {
 
 /// The resource behind `connection`: a pooled connection, back to its pool
 /// when the guest drops it.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports a `with` resource type with `pub use`"
+)]
 pub struct PgConnection {
     client: Arc<Object>,
 }
 
 /// The resource behind `connection-builder`.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports a `with` resource type with `pub use`"
+)]
 pub struct PgConnectionBuilder {
     address: String,
 }
 
-/// Checks every TCP host and every `hostaddr` of `address` against the
-/// allow-list.
-pub fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_postgres::Config, Error> {
+/// Parses `address` and checks every TCP host and every `hostaddr` of it
+/// against the allow-list, each on the port tokio-postgres will use for it
+/// (its own, or the only one given, or none: the default 5432).
+fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_postgres::Config, Error> {
     let config: tokio_postgres::Config = address
         .parse()
         .map_err(|e: tokio_postgres::Error| Error::ConnectionFailed(e.to_string()))?;
@@ -87,14 +97,15 @@ pub fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_post
             .get(i)
             .or(if ports.len() == 1 { ports.first() } else { None })
             .copied()
-            .unwrap_or(5432)
     };
-    let refuse =
-        |host: &str, port: u16| Error::ConnectionFailed(format!("address postgres://{host}:{port} is not permitted"));
+    let refuse = |host: &str, port: Option<u16>| {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        Error::ConnectionFailed(format!("address postgres://{host}{port} is not permitted"))
+    };
     for (i, host) in config.get_hosts().iter().enumerate() {
         match host {
             tokio_postgres::config::Host::Tcp(h) => {
-                if !allowed.allows("postgres", h, port(i)) {
+                if !allowed.allows_postgres(h, port(i)) {
                     return Err(refuse(h, port(i)));
                 }
             }
@@ -107,17 +118,24 @@ pub fn check_address(allowed: &AllowedHosts, address: &str) -> Result<tokio_post
         }
     }
     for (i, addr) in config.get_hostaddrs().iter().enumerate() {
-        let host = addr.to_string();
-        if !allowed.allows("postgres", &host, port(i)) {
+        // An address, so an IPv6 one is written as a URL host, in brackets.
+        let host = match addr {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        if !allowed.allows_postgres(&host, port(i)) {
             return Err(refuse(&host, port(i)));
         }
     }
     Ok(config)
 }
 
-async fn connect(state: (AllowedHosts, Arc<Pools>), address: String) -> Result<PgConnection, Error> {
-    let (allowed, pools) = state;
-    let config = check_address(&allowed, &address)?;
+async fn connect(state: (Arc<ComponentConfig>, Arc<Pools>), address: String) -> Result<PgConnection, Error> {
+    let (component, pools) = state;
+    // As in Spin, an allow-list that the resolved variables made invalid
+    // fails every connection, not the app's startup.
+    let allowed = component.allowed_hosts.as_ref().map_err(|e| Error::Other(e.clone()))?;
+    let config = check_address(allowed, &address)?;
     let pool = pools.get(&address, config)?;
     let client = pool.get().await.map_err(|e| Error::ConnectionFailed(e.to_string()))?;
     Ok(PgConnection {
@@ -330,8 +348,8 @@ fn client(state: &HostState, r: &Resource<PgConnection>) -> wasmtime::Result<Arc
     Ok(state.table.get(r)?.client.clone())
 }
 
-fn connect_args(state: &HostState) -> (AllowedHosts, Arc<Pools>) {
-    (state.component.allowed_hosts.clone(), state.postgres.clone())
+fn connect_args(state: &HostState) -> (Arc<ComponentConfig>, Arc<Pools>) {
+    (state.component.clone(), state.postgres.clone())
 }
 
 impl pg::Host for HostState {}
@@ -517,10 +535,9 @@ impl<'a> FromSql<'a> for Raw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbound::AllowedHost;
 
-    fn allowed(e: &[&str]) -> AllowedHosts {
-        AllowedHosts(e.iter().map(|e| AllowedHost::parse(e).unwrap()).collect())
+    fn allowed(entries: &[&str]) -> AllowedHosts {
+        AllowedHosts::parse(entries).unwrap()
     }
 
     #[test]
@@ -543,15 +560,28 @@ mod tests {
             check_address(&allowed(&[]), "postgres://localhost/app"),
             Err(Error::ConnectionFailed(_))
         ));
+        // Spin's check reads `::1:5432` as a URL, which it is not.
+        match check_address(&allowed(&["postgres://[::1]:*"]), "postgres://u@[::1]:5432/app") {
+            Err(Error::ConnectionFailed(m)) => assert!(m.contains("postgres://::1:5432"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let range = allowed(&["postgres://db.local:6000..6002"]);
+        assert!(check_address(&range, "host=db.local port=6001").is_ok());
+        assert!(check_address(&range, "host=db.local port=6002").is_err());
     }
 
     #[test]
     fn hostaddr_must_be_allowed_too() {
-        let a = allowed(&["postgres://db.local:5432", "postgres://127.0.0.1:5432"]);
+        let a = allowed(&[
+            "postgres://db.local:5432",
+            "postgres://127.0.0.1:5432",
+            "postgres://[::1]",
+        ]);
         assert!(check_address(&a, "host=db.local hostaddr=127.0.0.1 user=u").is_ok());
+        assert!(check_address(&a, "host=db.local hostaddr=::1 user=u").is_ok());
         for bad in ["host=db.local hostaddr=10.9.8.7 user=u", "hostaddr=10.9.8.7 user=u"] {
             match check_address(&a, bad) {
-                Err(Error::ConnectionFailed(m)) => assert!(m.contains("10.9.8.7:5432"), "{m}"),
+                Err(Error::ConnectionFailed(m)) => assert!(m.contains("10.9.8.7"), "{m}"),
                 other => panic!("{bad}: {other:?}"),
             }
         }

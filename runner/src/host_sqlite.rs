@@ -24,6 +24,10 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 const MAX_CONNECTIONS_PER_INSTANCE: usize = 256;
 
 /// The resource behind `connection`: a file, and its connection once used.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen! re-exports a `with` resource type with `pub use`"
+)]
 pub struct SqliteConnection {
     path: PathBuf,
     conn: OnceLock<Result<Shared, String>>,
@@ -42,7 +46,7 @@ impl SqliteConnection {
 }
 
 /// Opens (creating if needed) a database file the way `spin up` does.
-pub fn open_file(path: &Path) -> Result<rusqlite::Connection, String> {
+pub(crate) fn open_file(path: &Path) -> Result<rusqlite::Connection, String> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
@@ -234,7 +238,7 @@ impl sqlite::HostConnectionWithStore<HostState> for SpinHost {
 /// the whole file as a batch; anything else runs as one statement (only its
 /// first statement, as Spin runs it through a query). Each on a fresh
 /// connection.
-pub fn run_startup_statements(db: &Path, statements: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run_startup_statements(db: &Path, statements: &[String]) -> anyhow::Result<()> {
     for s in statements {
         let conn = open_file(db).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", db.display()))?;
         match s.strip_prefix('@') {

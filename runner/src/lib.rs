@@ -3,28 +3,30 @@
 //! production engine; this runner reproduces what Spin does for everything
 //! the app uses, and refuses at startup what it does not implement.
 //!
-//! The parts, as in wasmtime's `serve` command: [`engine`] (engine setup and
-//! the compilation cache), [`host`] (per-store state and the linker),
-//! [`handler`] (instances and their reuse), [`server`] (the HTTP loop) and
-//! [`app`] (manifest, routing, the request path).
+//! The parts, as in wasmtime's `serve` command: `engine` (engine setup and
+//! the compilation cache), `host` (per-store state and the linker),
+//! `handler` (instances and their reuse), `server` (the HTTP loop) and
+//! `app` (manifest, routing, the request path). The public API is what the
+//! CLI, the component tests and the bench need: [`App`] and its
+//! [`Options`].
 
-pub mod app;
+mod app;
 mod bindings;
-pub mod engine;
-pub mod handler;
+mod engine;
+mod handler;
 mod host;
 mod host_postgres;
 mod host_sqlite;
 mod host_variables;
-pub mod manifest;
-pub mod outbound;
-pub mod routes;
+mod manifest;
+mod routes;
 mod server;
 mod stdio;
-pub mod variables;
+mod variables;
 
-pub use app::{App, Options, Response, check_app_config, check_only};
+pub use app::{App, Options, Response, check_component_variables, check_startup};
 pub use handler::Reuse;
+pub use variables::parse_cli_variable;
 
 /// An empty request body, for in-process requests.
 pub fn empty_body() -> wasmtime_wasi_http::WasiBody {

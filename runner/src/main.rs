@@ -29,7 +29,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
         listen: SocketAddr,
     },
-    /// Check the manifest and variables without serving.
+    /// Check the manifest, variables and allow-lists without serving.
     Check {
         #[command(flatten)]
         app: AppArgs,
@@ -103,7 +103,7 @@ impl AppArgs {
         let variables = self
             .variables
             .iter()
-            .map(|v| runner::variables::parse_cli_variable(v))
+            .map(|v| runner::parse_cli_variable(v))
             .collect::<Result<_>>()?;
         if self.max_instance_reuse_count == 0 || self.max_instance_concurrent_reuse_count == 0 {
             return Err(anyhow!("instance reuse counts must be at least 1"));
@@ -172,9 +172,9 @@ async fn run(command: Command) -> Result<()> {
         Command::Up { app, listen } => up(app.options()?, listen).await,
         Command::Check { app, app_config } => {
             let opts = app.options()?;
-            let routes = runner::check_only(&opts)?;
+            let routes = runner::check_startup(&opts)?;
             if app_config {
-                runner::check_app_config(&opts)?;
+                runner::check_component_variables(&opts)?;
             }
             println!("{}: OK ({} routes)", opts.manifest.display(), routes.len());
             Ok(())

@@ -5,18 +5,19 @@
 //! production engine) would act on it.
 
 use anyhow::{Context, Result, anyhow, bail};
+use kit::outbound::AllowedHost;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The parsed manifest plus the directory it was read from.
 #[derive(Debug, Clone)]
-pub struct Manifest {
-    pub dir: PathBuf,
-    pub application: Application,
-    pub variables: BTreeMap<String, VariableDecl>,
-    pub http_triggers: Vec<HttpTrigger>,
-    pub components: BTreeMap<String, ComponentDecl>,
+pub(crate) struct Manifest {
+    pub(crate) dir: PathBuf,
+    pub(crate) application: Application,
+    pub(crate) variables: BTreeMap<String, VariableDecl>,
+    pub(crate) http_triggers: Vec<HttpTrigger>,
+    pub(crate) components: BTreeMap<String, ComponentDecl>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,33 +33,36 @@ struct RawManifest {
     component: BTreeMap<String, ComponentDecl>,
 }
 
+/// `[application]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Application {
-    pub name: String,
+pub(crate) struct Application {
+    pub(crate) name: String,
     #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub authors: Vec<String>,
+    pub(crate) version: String,
+    // The keys below are checked for their type, as Spin checks them, and
+    // otherwise unused.
+    #[serde(default, rename = "description")]
+    _description: String,
+    #[serde(default, rename = "authors")]
+    _authors: Vec<String>,
     /// Settings for external tools; Spin itself ignores this table, so do we.
-    #[serde(default)]
-    pub tool: Option<toml::Table>,
+    #[serde(default, rename = "tool")]
+    _tool: Option<toml::Table>,
 }
 
 /// `[variables]` entry. Spin requires exactly one of `default` / `required`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VariableDecl {
+pub(crate) struct VariableDecl {
     #[serde(default)]
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
     #[serde(default)]
-    pub required: bool,
+    pub(crate) required: bool,
     #[serde(default)]
-    pub secret: bool,
-    #[serde(default)]
-    pub description: String,
+    pub(crate) secret: bool,
+    #[serde(default, rename = "description")]
+    _description: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,18 +72,19 @@ struct Triggers {
     http: Vec<HttpTrigger>,
 }
 
+/// One `[[trigger.http]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpTrigger {
-    #[serde(default)]
-    pub id: String,
-    pub route: RouteConfig,
-    pub component: toml::Value,
+pub(crate) struct HttpTrigger {
+    #[serde(default, rename = "id")]
+    _id: String,
+    pub(crate) route: RouteConfig,
+    pub(crate) component: toml::Value,
 }
 
 impl HttpTrigger {
     /// The component id; inline component tables are not supported.
-    pub fn component_id(&self) -> Result<&str> {
+    pub(crate) fn component_id(&self) -> Result<&str> {
         self.component.as_str().ok_or_else(|| {
             anyhow!("inline `component = {{ ... }}` tables in [[trigger.http]] are not supported by the runner; reference a [component.<id>] instead")
         })
@@ -89,61 +94,64 @@ impl HttpTrigger {
 /// `route = "/path"` or `route = { private = true }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum RouteConfig {
+pub(crate) enum RouteConfig {
     Route(String),
     Private(PrivateRoute),
 }
 
+/// `route = { private = true }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PrivateRoute {
-    pub private: bool,
+pub(crate) struct PrivateRoute {
+    pub(crate) private: bool,
 }
 
+/// `[component.<id>]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ComponentDecl {
-    pub source: toml::Value,
+pub(crate) struct ComponentDecl {
+    pub(crate) source: toml::Value,
+    #[serde(default, rename = "description")]
+    _description: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) variables: BTreeMap<String, String>,
     #[serde(default)]
-    pub variables: BTreeMap<String, String>,
+    pub(crate) environment: BTreeMap<String, String>,
     #[serde(default)]
-    pub environment: BTreeMap<String, String>,
+    pub(crate) files: Vec<toml::Value>,
     #[serde(default)]
-    pub files: Vec<toml::Value>,
+    pub(crate) exclude_files: Vec<String>,
     #[serde(default)]
-    pub exclude_files: Vec<String>,
+    pub(crate) allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
-    pub allowed_outbound_hosts: Vec<String>,
+    pub(crate) key_value_stores: Vec<String>,
     #[serde(default)]
-    pub key_value_stores: Vec<String>,
+    pub(crate) sqlite_databases: Vec<String>,
     #[serde(default)]
-    pub sqlite_databases: Vec<String>,
-    #[serde(default)]
-    pub build: Option<BuildConfig>,
+    pub(crate) build: Option<BuildConfig>,
     /// Settings for external tools; ignored as Spin ignores it.
-    #[serde(default)]
-    pub tool: Option<toml::Table>,
+    #[serde(default, rename = "tool")]
+    _tool: Option<toml::Table>,
 }
 
 /// `[component.<id>.build]`, used by `spin build`; the runner only validates it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BuildConfig {
-    pub command: toml::Value,
-    #[serde(default)]
-    pub workdir: Option<String>,
-    #[serde(default)]
-    pub watch: Vec<String>,
+pub(crate) struct BuildConfig {
+    pub(crate) command: toml::Value,
+    #[serde(default, rename = "workdir")]
+    _workdir: Option<String>,
+    #[serde(default, rename = "watch")]
+    _watch: Vec<String>,
 }
 
 /// Label of the only SQLite database / key-value store Spin defines without a
 /// runtime config file.
-pub const DEFAULT_LABEL: &str = "default";
+pub(crate) const DEFAULT_LABEL: &str = "default";
 
 impl Manifest {
-    pub fn load(path: &Path) -> Result<Manifest> {
+    /// Reads and validates the manifest at `path`.
+    pub(crate) fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
         let dir = path
             .parent()
@@ -159,7 +167,7 @@ impl Manifest {
     }
 
     /// Parses and validates the manifest text; `dir` resolves relative paths.
-    pub fn parse(text: &str, dir: PathBuf) -> Result<Manifest> {
+    pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Manifest> {
         let raw: RawManifest = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
         if raw.spin_manifest_version.as_integer() != Some(2) {
             bail!(
@@ -214,7 +222,7 @@ impl Manifest {
             }
             match &trigger.route {
                 RouteConfig::Route(r) => {
-                    if let Err(e) = crate::routes::parse_route(r) {
+                    if let Err(e) = crate::routes::RoutePattern::parse(r) {
                         problems.push(format!("invalid route {r:?}: {e}"));
                     }
                 }
@@ -267,30 +275,8 @@ impl Manifest {
                     )),
                 }
             }
-            for host in &c.allowed_outbound_hosts {
-                match crate::variables::Template::parse(host) {
-                    Ok(t) => {
-                        for r in t.references() {
-                            if !self.variables.contains_key(r) {
-                                problems.push(format!(
-                                    "component {id:?}: allowed_outbound_hosts entry {host:?} refers to application variable {r:?} which is not declared in [variables]"
-                                ));
-                            }
-                        }
-                        // Entries without templates can be checked now; templated
-                        // ones are checked once variables are resolved.
-                        if t.references().next().is_none()
-                            && let Err(e) = crate::outbound::AllowedHost::parse(host)
-                        {
-                            problems.push(format!(
-                                "component {id:?}: invalid allowed_outbound_hosts entry {host:?}: {e}"
-                            ));
-                        }
-                    }
-                    Err(e) => problems.push(format!(
-                        "component {id:?}: allowed_outbound_hosts entry {host:?} has an invalid template: {e}"
-                    )),
-                }
+            for entry in &c.allowed_outbound_hosts {
+                problems.extend(self.allowed_host_problem(id, entry));
             }
             // Spin refuses at startup a grant for a label that no runtime config
             // defines; without a runtime config only `default` exists.
@@ -324,8 +310,44 @@ impl Manifest {
         problems
     }
 
+    /// What Spin's loader refuses in one `allowed_outbound_hosts` entry: a
+    /// bad template, a reference to an undeclared variable, a literal entry
+    /// that does not parse, or a templated one that does not parse once
+    /// rendered with the variables' defaults (checked only when every
+    /// variable it uses has one; the rest is known at startup).
+    fn allowed_host_problem(&self, id: &str, entry: &str) -> Option<String> {
+        let template = match crate::variables::Template::parse(entry) {
+            Ok(t) => t,
+            Err(e) => {
+                return Some(format!(
+                    "component {id:?}: allowed_outbound_hosts entry {entry:?} has an invalid template: {e}"
+                ));
+            }
+        };
+        if let Some(r) = template.references().find(|r| !self.variables.contains_key(*r)) {
+            return Some(format!(
+                "component {id:?}: allowed_outbound_hosts entry {entry:?} refers to application variable {r:?} which is not declared in [variables]"
+            ));
+        }
+        let literal = template.references().next().is_none();
+        let rendered = template.render_with(|name| self.variables.get(name)?.default.as_deref())?;
+        let parsed = if literal {
+            AllowedHost::parse(&rendered).map(Some)
+        } else {
+            AllowedHost::parse_rendered(&rendered)
+        };
+        let e = parsed.err()?;
+        Some(if literal {
+            format!("component {id:?}: invalid allowed_outbound_hosts entry {entry:?}: {e}")
+        } else {
+            format!(
+                "component {id:?}: allowed_outbound_hosts entry {entry:?} is invalid with the variables' defaults: {e}"
+            )
+        })
+    }
+
     /// Absolute-or-manifest-relative path of a component's wasm.
-    pub fn source_path(&self, id: &str) -> Result<PathBuf> {
+    pub(crate) fn source_path(&self, id: &str) -> Result<PathBuf> {
         let c = self.components.get(id).ok_or_else(|| anyhow!("no component {id:?}"))?;
         let src = c
             .source
@@ -346,13 +368,13 @@ impl HttpTrigger {
 
 /// Spin's `LowerSnakeId`: lowercase words of `[a-z0-9]` joined by single `_`,
 /// first word starting with a letter.
-pub fn is_lower_snake(s: &str) -> bool {
+pub(crate) fn is_lower_snake(s: &str) -> bool {
     is_word_id(s, '_')
 }
 
 /// Spin's `KebabId`: lowercase words of `[a-z0-9]` joined by single `-`,
 /// first word starting with a letter.
-pub fn is_kebab(s: &str) -> bool {
+pub(crate) fn is_kebab(s: &str) -> bool {
     is_word_id(s, '-')
 }
 
@@ -468,6 +490,16 @@ watch = ["src/**/*.rs"]
                 "\"postgres://{{ db_host }}:5432\", \"nonsense\"",
                 "allowed_outbound_hosts",
             ),
+            (
+                "db_host = { default = \"localhost\" }",
+                "db_host = { default = \"a*b\" }",
+                "invalid with the variables' defaults",
+            ),
+            (
+                "\"postgres://{{ db_host }}:5432\"",
+                "\"postgres://{{ nope }}\"",
+                "\"nope\" which is not declared",
+            ),
         ];
         for (from, to, needle) in cases {
             let text = BASE.replace(from, to);
@@ -475,6 +507,33 @@ watch = ["src/**/*.rs"]
             let err = format!("{:#}", parse(&text).unwrap_err());
             assert!(err.contains(needle), "{to:?}: expected {needle:?} in {err}");
         }
+    }
+
+    #[test]
+    fn allow_list_templates_are_checked_with_the_defaults() {
+        let with = |hosts: &str, db_host: &str| {
+            let text = BASE
+                .replace("\"postgres://{{ db_host }}:5432\"", hosts)
+                .replace("db_host = { default = \"localhost\" }", db_host);
+            parse(&text).map_err(|e| format!("{e:#}"))
+        };
+        // A required variable has no default: the entry waits for startup.
+        assert!(with("\"postgres://{{ token }}\"", "db_host = { default = \"localhost\" }").is_ok());
+        // Rendered `https://` (an optional endpoint left empty) is dropped.
+        assert!(with("\"https://{{ db_host }}\"", "db_host = { default = \"\" }").is_ok());
+        // `postgres://` is not: Spin drops only `http://` and `https://`.
+        let err = with("\"postgres://{{ db_host }}\"", "db_host = { default = \"\" }").unwrap_err();
+        assert!(err.contains("host is empty"), "{err}");
+        // Port ranges, as Spin has them.
+        assert!(
+            with(
+                "\"postgres://{{ db_host }}:5000..5010\"",
+                "db_host = { default = \"db\" }"
+            )
+            .is_ok()
+        );
+        // A literal empty entry is not dropped.
+        assert!(with("\"\"", "db_host = { default = \"db\" }").is_err());
     }
 
     #[test]

@@ -11,75 +11,80 @@ enum Segment {
     Param(String),
 }
 
-/// A parsed route pattern.
+/// A `route` of the manifest, parsed. (Not `kit::contract::Route`, which is
+/// one of the app's own routes as the handlers declare it.)
 #[derive(Debug, Clone)]
-pub struct Route {
+pub(crate) struct RoutePattern {
     /// As written in the manifest.
-    pub raw: String,
+    pub(crate) raw: String,
     segments: Vec<Segment>,
     wildcard: bool,
 }
 
-/// Parses `route` after Spin's normalisation (absolutise, strip one trailing `/`).
-pub fn parse_route(raw: &str) -> Result<Route> {
-    let mut based = if raw.starts_with('/') {
-        raw.to_string()
-    } else {
-        format!("/{raw}")
-    };
-    if based.len() > 1 && based.ends_with('/') {
-        based.pop();
-    }
-    let (body, wildcard) = match based.strip_suffix("/...") {
-        Some(b) => (b.to_string(), true),
-        None => match based.strip_suffix("/*") {
-            Some(b) => (b.to_string(), true),
-            None => (based.clone(), false),
-        },
-    };
-    let mut segments = Vec::new();
-    for seg in body.split('/').skip(1) {
-        if seg.is_empty() {
-            if body == "/" {
-                continue;
-            }
-            bail!("empty path segment");
-        }
-        if seg == "..." || seg == "*" {
-            bail!("a wildcard is only allowed as the last segment (`/...`)");
-        }
-        if let Some(name) = seg.strip_prefix(':') {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                bail!("invalid parameter segment {seg:?}");
-            }
-            segments.push(Segment::Param(name.to_string()));
+impl RoutePattern {
+    /// Parses `raw` after Spin's normalisation (absolutise, strip one
+    /// trailing `/`).
+    pub(crate) fn parse(raw: &str) -> Result<RoutePattern> {
+        let mut based = if raw.starts_with('/') {
+            raw.to_string()
         } else {
-            segments.push(Segment::Exact(seg.to_string()));
+            format!("/{raw}")
+        };
+        if based.len() > 1 && based.ends_with('/') {
+            based.pop();
         }
+        let (body, wildcard) = match based.strip_suffix("/...") {
+            Some(b) => (b.to_string(), true),
+            None => match based.strip_suffix("/*") {
+                Some(b) => (b.to_string(), true),
+                None => (based.clone(), false),
+            },
+        };
+        let mut segments = Vec::new();
+        for seg in body.split('/').skip(1) {
+            if seg.is_empty() {
+                if body == "/" {
+                    continue;
+                }
+                bail!("empty path segment");
+            }
+            if seg == "..." || seg == "*" {
+                bail!("a wildcard is only allowed as the last segment (`/...`)");
+            }
+            if let Some(name) = seg.strip_prefix(':') {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    bail!("invalid parameter segment {seg:?}");
+                }
+                segments.push(Segment::Param(name.to_string()));
+            } else {
+                segments.push(Segment::Exact(seg.to_string()));
+            }
+        }
+        Ok(RoutePattern {
+            raw: raw.to_string(),
+            segments,
+            wildcard,
+        })
     }
-    Ok(Route {
-        raw: raw.to_string(),
-        segments,
-        wildcard,
-    })
 }
 
 /// The result of routing one request path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RouteMatch {
-    pub component: String,
+pub(crate) struct RouteMatch {
+    /// The component that serves the request.
+    pub(crate) component: String,
     /// The route as written in the manifest (`spin-raw-component-route`).
-    pub raw_route: String,
+    pub(crate) raw_route: String,
     /// `:name` captures in route order.
-    pub named: Vec<(String, String)>,
+    pub(crate) named: Vec<(String, String)>,
     /// The part matched by a trailing wildcard (`spin-path-info`).
-    pub path_info: String,
+    pub(crate) path_info: String,
 }
 
 impl RouteMatch {
     /// Base path plus route; the runner only supports the base `/`, so this is
     /// the absolutised raw route (`spin-matched-route`).
-    pub fn based_route(&self) -> String {
+    pub(crate) fn based_route(&self) -> String {
         let r = if self.raw_route.starts_with('/') {
             self.raw_route.clone()
         } else {
@@ -93,31 +98,35 @@ impl RouteMatch {
     }
 
     /// The raw route without a trailing wildcard (`spin-component-route`).
-    pub fn raw_route_or_prefix(&self) -> &str {
+    pub(crate) fn raw_route_or_prefix(&self) -> &str {
         self.raw_route.strip_suffix("/...").unwrap_or(&self.raw_route)
     }
 }
 
+/// The app's routes, matched as Spin matches them.
 #[derive(Debug, Clone, Default)]
-pub struct Router {
-    routes: Vec<(Route, String)>,
+pub(crate) struct Router {
+    routes: Vec<(RoutePattern, String)>,
 }
 
 /// A route declared twice: the later declaration wins, as in Spin.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Duplicate {
-    pub route: String,
-    pub replaced: String,
-    pub effective: String,
+pub(crate) struct Duplicate {
+    /// The route as written.
+    pub(crate) route: String,
+    /// The component of the earlier declaration, which never serves it.
+    pub(crate) replaced: String,
+    /// The component that serves it.
+    pub(crate) effective: String,
 }
 
 impl Router {
     /// Builds from `(route, component)` in manifest order.
-    pub fn build<'a>(routes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(Router, Vec<Duplicate>)> {
-        let mut out: Vec<(Route, String)> = Vec::new();
+    pub(crate) fn build<'a>(routes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(Router, Vec<Duplicate>)> {
+        let mut out: Vec<(RoutePattern, String)> = Vec::new();
         let mut duplicates = Vec::new();
         for (raw, component) in routes {
-            let route = parse_route(raw)?;
+            let route = RoutePattern::parse(raw)?;
             // Spin de-duplicates on the raw route text, keeping the position
             // of the first declaration and the component of the last.
             if let Some(existing) = out.iter_mut().find(|(r, _)| r.raw == route.raw) {
@@ -135,12 +144,12 @@ impl Router {
     }
 
     /// `(raw route, component)` in declaration order.
-    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.routes.iter().map(|(r, c)| (r.raw.as_str(), c.as_str()))
     }
 
     /// Finds the most specific route matching `path` (no query string).
-    pub fn route(&self, path: &str) -> Option<RouteMatch> {
+    pub(crate) fn route(&self, path: &str) -> Option<RouteMatch> {
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let ends_with_slash = trimmed.ends_with('/');
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
@@ -149,7 +158,7 @@ impl Router {
         } else {
             trimmed.split('/').collect()
         };
-        let mut best: Option<(Vec<u8>, &Route, &String)> = None;
+        let mut best: Option<(Vec<u8>, &RoutePattern, &String)> = None;
         for (route, component) in &self.routes {
             if !matches(route, &segs) {
                 continue;
@@ -189,7 +198,7 @@ impl Router {
     }
 }
 
-fn matches(route: &Route, segs: &[&str]) -> bool {
+fn matches(route: &RoutePattern, segs: &[&str]) -> bool {
     let n = route.segments.len();
     if segs.len() < n || (!route.wildcard && segs.len() != n) {
         return false;
@@ -203,7 +212,7 @@ fn matches(route: &Route, segs: &[&str]) -> bool {
 /// Lexicographic specificity key, lower is more specific: per path position,
 /// exact (0) < `:name` (1) < end of a route matching the whole path (2) <
 /// trailing wildcard (3).
-fn specificity(route: &Route, len: usize) -> Vec<u8> {
+fn specificity(route: &RoutePattern, len: usize) -> Vec<u8> {
     (0..=len)
         .map(|i| match route.segments.get(i) {
             Some(Segment::Exact(_)) => 0,
@@ -299,9 +308,9 @@ mod tests {
 
     #[test]
     fn invalid_routes() {
-        assert!(parse_route("/a/.../b").is_err());
-        assert!(parse_route("/a//b").is_err());
-        assert!(parse_route("/a/:").is_err());
-        assert!(parse_route("relative").is_ok());
+        assert!(RoutePattern::parse("/a/.../b").is_err());
+        assert!(RoutePattern::parse("/a//b").is_err());
+        assert!(RoutePattern::parse("/a/:").is_err());
+        assert!(RoutePattern::parse("relative").is_ok());
     }
 }

@@ -21,7 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// Accepts connections on `listener` and serves them until `shutdown`.
+pub(crate) async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
     let slots = Arc::new(Semaphore::new(app.options().max_connections));
     // Dropping the set aborts every connection: shutdown is immediate.
     let mut connections = JoinSet::new();

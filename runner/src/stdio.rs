@@ -10,22 +10,25 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
+/// Which of a component's output streams.
 #[derive(Clone, Copy, Debug)]
-pub enum Which {
+pub(crate) enum Which {
     Stdout,
     Stderr,
 }
 
 /// One component's output stream, shared by all of its instances.
 #[derive(Clone)]
-pub struct TeeOutput {
+pub(crate) struct TeeOutput {
     file: Option<Arc<Mutex<File>>>,
     /// Whether to echo to the host's stderr (tests turn this off).
     echo: bool,
 }
 
 impl TeeOutput {
-    pub fn open(log_dir: Option<&Path>, component: &str, which: Which, echo: bool) -> io::Result<Self> {
+    /// A component's stream, appended to its log file in `log_dir` (none:
+    /// no file) and echoed to the runner's stderr when `echo`.
+    pub(crate) fn open(log_dir: Option<&Path>, component: &str, which: Which, echo: bool) -> io::Result<Self> {
         let file = match log_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;

@@ -11,7 +11,7 @@ use std::fmt;
 
 /// A string template: literal text with `{{ variable }}` references.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Template {
+pub(crate) struct Template {
     parts: Vec<Part>,
 }
 
@@ -22,7 +22,8 @@ enum Part {
 }
 
 impl Template {
-    pub fn parse(s: &str) -> Result<Template> {
+    /// Parses `s`; a malformed or non-`lower_snake` reference is an error.
+    pub(crate) fn parse(s: &str) -> Result<Template> {
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(start) = rest.find("{{") {
@@ -49,7 +50,8 @@ impl Template {
         Ok(Template { parts })
     }
 
-    pub fn references(&self) -> impl Iterator<Item = &str> {
+    /// The variable names referenced, in order.
+    pub(crate) fn references(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Var(v) => Some(v.as_str()),
             Part::Lit(_) => None,
@@ -58,7 +60,7 @@ impl Template {
 
     /// Renders with resolved application variables; the result is secret if
     /// any referenced variable is.
-    pub fn render(&self, vars: &ResolvedVariables) -> Result<Value> {
+    pub(crate) fn render(&self, vars: &ResolvedVariables) -> Result<Value> {
         let mut out = String::new();
         let mut secret = false;
         for p in &self.parts {
@@ -75,13 +77,24 @@ impl Template {
         }
         Ok(Value { value: out, secret })
     }
+
+    /// Renders with `value_of`, or `None` when a reference has no value.
+    pub(crate) fn render_with<'a>(&self, value_of: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
+        self.parts.iter().try_fold(String::new(), |mut out, p| {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Var(v) => out.push_str(value_of(v)?),
+            }
+            Some(out)
+        })
+    }
 }
 
 /// A resolved value; `secret` values print as `<secret>`.
 #[derive(Clone, PartialEq)]
-pub struct Value {
-    pub value: String,
-    pub secret: bool,
+pub(crate) struct Value {
+    pub(crate) value: String,
+    pub(crate) secret: bool,
 }
 
 impl fmt::Debug for Value {
@@ -96,32 +109,33 @@ impl fmt::Debug for Value {
 
 /// Where variable values come from, highest priority first.
 #[derive(Debug, Clone, Default)]
-pub struct Sources {
+pub(crate) struct Sources {
     /// `--variable k=v` pairs, in command-line order (a later pair wins).
-    pub cli: Vec<(String, String)>,
+    pub(crate) cli: Vec<(String, String)>,
     /// The environment consulted for `SPIN_VARIABLE_<NAME>`.
-    pub env: HashMap<String, String>,
+    pub(crate) env: HashMap<String, String>,
 }
 
 /// Application variables after resolution.
 #[derive(Debug, Clone, Default)]
-pub struct ResolvedVariables {
+pub(crate) struct ResolvedVariables {
     values: BTreeMap<String, Value>,
 }
 
 impl ResolvedVariables {
-    pub fn get(&self, name: &str) -> Option<&Value> {
+    /// The value of application variable `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.values.get(name)
     }
 }
 
 /// Name of the environment variable Spin's env provider reads for `name`.
-pub fn env_name(name: &str) -> String {
+pub(crate) fn env_name(name: &str) -> String {
     format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
 }
 
 /// Resolves every application variable, collecting all problems.
-pub fn resolve(manifest: &Manifest, sources: &Sources) -> Result<ResolvedVariables, Vec<String>> {
+pub(crate) fn resolve(manifest: &Manifest, sources: &Sources) -> Result<ResolvedVariables, Vec<String>> {
     let mut problems = Vec::new();
     let mut cli: HashMap<&str, &str> = HashMap::new();
     for (k, v) in &sources.cli {
@@ -176,7 +190,7 @@ pub fn parse_cli_variable(arg: &str) -> Result<(String, String)> {
 }
 
 /// Component variables rendered for one component.
-pub fn component_variables(
+pub(crate) fn component_variables(
     manifest: &Manifest,
     component: &str,
     app_vars: &ResolvedVariables,

@@ -686,12 +686,12 @@ allowed_outbound_hosts = ["postgres://{{{{ pg_host }}}}"]
 
 /// Host and port of a `postgres://` URL, enough for the allow-list.
 mod url_parts {
-    pub struct Parts {
-        pub host: String,
-        pub port: u16,
+    pub(crate) struct Parts {
+        pub(crate) host: String,
+        pub(crate) port: u16,
     }
 
-    pub fn parse(url: &str) -> Parts {
+    pub(crate) fn parse(url: &str) -> Parts {
         let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
         let authority = rest.split('/').next().unwrap_or("");
         let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);

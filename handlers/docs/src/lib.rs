@@ -30,7 +30,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'u
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    kit::spin::serve(&kit::contract::DOCS, request, async |ctx: &Ctx, (): ()| {
+    kit::spin::serve_empty(&kit::contract::DOCS, request, async |ctx: &Ctx| {
         let rest = ctx.path_info();
         match rest {
             "" | "/" => Ok(page()),

@@ -6,7 +6,7 @@ use spin_sdk::http_service;
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    kit::spin::serve(&kit::contract::HEALTH, request, async |ctx: &Ctx, (): ()| {
+    kit::spin::serve_empty(&kit::contract::HEALTH, request, async |ctx: &Ctx| {
         Ok(kit::orders::health(ctx, kit::spin::order_store(&ctx.config).await).await)
     })
     .await

@@ -3,10 +3,10 @@
 //! image. Contracts: [`kit::contract::RESIZE_IMAGE`] and
 //! [`kit::contract::RESIZE_IMAGE_RAW`]; the pipeline is [`kit::imaging`].
 
+use kit::contract::{RESIZE_IMAGE, RESIZE_IMAGE_RAW, is_raw_resize};
 use kit::imaging::footprint::Counting;
-use kit::imaging::route::{self, ResizeRequest};
-use kit::orders::store_problem;
-use kit::pipeline::Ctx;
+use kit::imaging::route::{self, ResizeOptions, ResizeRequest};
+use kit::pipeline::{Ctx, RawBody};
 use spin_sdk::http::Request;
 use spin_sdk::http_service;
 
@@ -15,15 +15,27 @@ use spin_sdk::http_service;
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+// Both routes share the shared image budget (the memory all concurrent
+// resizes of this host may hold at once) and give Spin's worker back
+// between stages, rows and strips (`give_way`), so cheap routes are not
+// queued behind a resize.
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    let contract = kit::contract::resize_route(request.uri().path());
-    kit::spin::serve(contract, request, async |ctx: &Ctx, request: ResizeRequest| {
-        // The memory all concurrent resizes of this host may hold at once.
-        let budget = kit::spin::image_budget().await.map_err(|e| store_problem(ctx, e))?;
-        // Gives Spin's worker back between stages, rows and strips, so
-        // cheap routes are not queued behind a resize.
-        route::resize(ctx, request, &budget, &mut kit::spin::give_way).await
-    })
-    .await
+    if is_raw_resize(request.uri().path()) {
+        kit::spin::serve_raw(
+            &RESIZE_IMAGE_RAW,
+            request,
+            async |ctx: &Ctx, options: ResizeOptions, image: RawBody| {
+                let budget = kit::spin::image_budget().await?;
+                route::resize_raw(ctx, options, image, &budget, &mut kit::spin::give_way).await
+            },
+        )
+        .await
+    } else {
+        kit::spin::serve_json(&RESIZE_IMAGE, request, async |ctx: &Ctx, request: ResizeRequest| {
+            let budget = kit::spin::image_budget().await?;
+            route::resize_json(ctx, request, &budget, &mut kit::spin::give_way).await
+        })
+        .await
+    }
 }

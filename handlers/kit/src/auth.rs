@@ -24,8 +24,11 @@ const REALM: &str = "orders-api";
 /// What verifying a token needs, from the component's config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthConfig {
+    /// The HS256 key (`jwt_secret`), never logged.
     pub secret: Secret,
+    /// The `iss` a token must carry (`jwt_issuer`); `None` accepts any.
     pub issuer: Option<String>,
+    /// The `aud` a token must name (`jwt_audience`); `None` accepts any.
     pub audience: Option<String>,
 }
 
@@ -148,12 +151,12 @@ fn challenge(error: Option<&str>, detail: &str) -> Problem {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::{Value, json};
 
-    pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
     const NOW: i64 = 1_800_000_000;
     const USER: &str = "0b6f1a53-6c1f-4d7e-9a43-2f1f4a0c9b1e";
 

@@ -7,6 +7,7 @@
 
 use crate::auth::AuthConfig;
 use crate::durability::Durability;
+use crate::outbound::{AllowedHost, AllowedHosts};
 use crate::problem::{FieldError, Location, Problem, ProblemKind};
 use crate::validate::Schema;
 use serde_json::{Map, Value};
@@ -16,21 +17,29 @@ use std::fmt;
 /// The deployment environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppEnv {
+    /// A developer's machine (the default).
     Development,
+    /// A test run.
     Test,
+    /// Serving real users: `jwt_secret` must also look random.
     Production,
 }
 
 /// Lowest level that reaches the logs; ordered from most to least severe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// Errors only.
     Error,
+    /// Warnings and errors.
     Warn,
+    /// Informational lines too (the default).
     Info,
+    /// Everything, debugging detail included.
     Debug,
 }
 
 impl LogLevel {
+    /// The `level` field of a log line, as `log_level` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Error => "error",
@@ -43,18 +52,18 @@ impl LogLevel {
 
 /// Where orders live.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Database {
+pub enum DatabaseConfig {
     /// Spin's `default` SQLite database.
     Sqlite,
     /// A PostgreSQL server; the URL holds credentials.
     Postgres(Secret),
 }
 
-impl fmt::Debug for Database {
+impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Database::Sqlite => f.write_str("Sqlite"),
-            Database::Postgres(_) => f.write_str("Postgres(..)"),
+            DatabaseConfig::Sqlite => f.write_str("Sqlite"),
+            DatabaseConfig::Postgres(_) => f.write_str("Postgres(..)"),
         }
     }
 }
@@ -64,6 +73,7 @@ impl fmt::Debug for Database {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value so that it can no longer be printed by accident.
     pub fn new(value: String) -> Self {
         Secret(value)
     }
@@ -90,9 +100,12 @@ impl fmt::Display for Secret {
 /// their schema default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Where the app runs (`app_env`).
     pub app_env: AppEnv,
+    /// The least severe level logged (`log_level`).
     pub log_level: LogLevel,
-    pub database: Database,
+    /// Where orders live (`database_url`).
+    pub database: DatabaseConfig,
     /// How durable a SQLite commit is (`sqlite_synchronous`); unused with
     /// PostgreSQL.
     pub sqlite_synchronous: Durability,
@@ -105,7 +118,7 @@ impl Default for Config {
         Config {
             app_env: AppEnv::Development,
             log_level: LogLevel::Info,
-            database: Database::Sqlite,
+            database: DatabaseConfig::Sqlite,
             sqlite_synchronous: Durability::default(),
             auth: None,
         }
@@ -115,6 +128,7 @@ impl Default for Config {
 /// Every bad variable, by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
+    /// One entry per problem, at the variable's name.
     pub errors: Vec<FieldError>,
 }
 
@@ -201,8 +215,8 @@ impl Config {
             _ => LogLevel::Info,
         };
         let database = match get("database_url").unwrap_or("") {
-            "" => Database::Sqlite,
-            url => Database::Postgres(Secret::new(url.to_string())),
+            "" => DatabaseConfig::Sqlite,
+            url => DatabaseConfig::Postgres(Secret::new(url.to_string())),
         };
         let non_empty = |name: &str| get(name).filter(|v| !v.is_empty()).map(String::from);
         let auth = get("jwt_secret").map(|secret| AuthConfig {
@@ -297,18 +311,32 @@ fn check_secret_strength(values: &BTreeMap<String, String>) -> Vec<FieldError> {
     Vec::new()
 }
 
-/// `database_url` must name the server `db_host` allows: the components may
-/// reach only that one (`allowed_outbound_hosts`), so any other would fail
-/// every order request with `503`. The URL's authority and any `host` /
-/// `hostaddr` query parameters all count. Values stay out of the messages.
+/// `database_url` must name servers the components may reach, or every
+/// order request would fail with `503`. `spin.toml` grants them
+/// `postgres://{{ db_host }}` in `allowed_outbound_hosts`, so `db_host` is
+/// read as that entry and each server is checked as Spin checks it
+/// ([`crate::outbound`]): wildcards, port ranges and the default port 5432
+/// as Spin has them, and an IPv6 host never passes. The URL's authority and
+/// any `host` / `hostaddr` query parameters all count. Values stay out of
+/// the messages.
 fn check_database_host(values: &BTreeMap<String, String>) -> Vec<FieldError> {
     let url = values.get("database_url").map(String::as_str).unwrap_or("");
     if url.is_empty() {
         return Vec::new();
     }
-    let allowed = values.get("db_host").map(String::as_str).unwrap_or("localhost:5432");
+    let db_host = values.get("db_host").map(String::as_str).unwrap_or("localhost:5432");
+    let allowed: AllowedHosts = match AllowedHost::parse_rendered(&format!("postgres://{db_host}")) {
+        Ok(entry) => entry.into_iter().collect(),
+        Err(_) => {
+            return vec![FieldError::at_parameter(
+                "db_host",
+                "allowed_outbound_hosts",
+                "is not a host Spin accepts in allowed_outbound_hosts (host[:port], `*` or `*.domain` hosts, ports `*` or a..b)",
+            )];
+        }
+    };
     let servers = database_servers(url);
-    if !servers.is_empty() && servers.iter().all(|(host, port)| host_allows(allowed, host, *port)) {
+    if !servers.is_empty() && servers.iter().all(|(host, port)| allowed.allows_postgres(host, *port)) {
         return Vec::new();
     }
     vec![
@@ -327,8 +355,11 @@ fn check_database_host(values: &BTreeMap<String, String>) -> Vec<FieldError> {
 
 /// `(host, port)` of every server a `postgres://` URL makes libpq-style
 /// clients reach: the authority's, and those of `host` / `hostaddr`
-/// parameters. Ports default to 5432.
-fn database_servers(url: &str) -> Vec<(String, u16)> {
+/// parameters. Hosts are as the client holds them (an IPv6 address without
+/// brackets); a `hostaddr`, always an address, is bracketed when IPv6 so
+/// that an allow-list entry can name it. A port applies to the hosts that
+/// give none.
+fn database_servers(url: &str) -> Vec<(String, Option<u16>)> {
     let Some((_, rest)) = url.split_once("://") else {
         return Vec::new();
     };
@@ -345,13 +376,22 @@ fn database_servers(url: &str) -> Vec<(String, u16)> {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         if key == "port" {
             default_port = value.parse().ok();
-        } else if key == "host" || key == "hostaddr" {
-            servers.extend(value.split(',').map(|h| (h.to_ascii_lowercase(), None)));
+        } else if key == "host" {
+            servers.extend(value.split(',').map(|h| (h.to_string(), None)));
+        } else if key == "hostaddr" {
+            let bracketed = |a: &str| {
+                if a.contains(':') {
+                    format!("[{a}]")
+                } else {
+                    a.to_string()
+                }
+            };
+            servers.extend(value.split(',').map(|a| (bracketed(a), None)));
         }
     }
     servers
         .into_iter()
-        .map(|(host, port)| (host, port.or(default_port).unwrap_or(5432)))
+        .map(|(host, port)| (host, port.or(default_port)))
         .collect()
 }
 
@@ -366,30 +406,7 @@ fn split_host_port(text: &str) -> (String, Option<u16>) {
             None => (text, None),
         },
     };
-    (host.to_ascii_lowercase(), port.and_then(|p| p.parse().ok()))
-}
-
-/// Whether `db_host` (`host[:port]`, Spin's allow-list syntax: `*` host or
-/// port, `*.suffix` host) lets a component reach `host:port`.
-fn host_allows(db_host: &str, host: &str, port: u16) -> bool {
-    let (pattern, pattern_port) = match db_host.rsplit_once(':') {
-        Some((h, "*")) => (h, None),
-        Some((h, p)) if !h.is_empty() && !p.contains(']') => match p.parse::<u16>() {
-            Ok(p) => (h, Some(p)),
-            Err(_) => return false,
-        },
-        _ => (db_host, Some(5432)),
-    };
-    let pattern = pattern
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let host_ok = pattern == "*"
-        || pattern == host
-        || pattern
-            .strip_prefix("*.")
-            .is_some_and(|suffix| host.ends_with(&format!(".{suffix}")));
-    host_ok && pattern_port.is_none_or(|p| p == port)
+    (host.to_string(), port.and_then(|p| p.parse().ok()))
 }
 
 #[cfg(test)]
@@ -419,7 +436,9 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.sqlite_synchronous, Durability::Full);
         assert_eq!(Config::default().sqlite_synchronous, Durability::Normal);
-        assert!(matches!(&c.database, Database::Postgres(url) if url.expose() == "postgres://u:p@db:5432/orders"));
+        assert!(
+            matches!(&c.database, DatabaseConfig::Postgres(url) if url.expose() == "postgres://u:p@db:5432/orders")
+        );
     }
 
     #[test]
@@ -482,10 +501,13 @@ mod tests {
     fn database_url_must_name_the_server_db_host_allows() {
         let ok = [
             ("postgres://u:p@localhost/orders", "localhost:5432"),
+            ("postgres://u:p@localhost/orders", "localhost"),
             ("postgres://u:p@db.internal:6543/orders", "db.internal:6543"),
             ("postgres://u:p@db.internal:6543/orders", "*.internal:*"),
-            ("postgres://u:p@[::1]:5432/orders", "[::1]:5432"),
             ("postgresql://u@db:5433/o?sslmode=require", "db:5433"),
+            ("postgres://u@DB:6001/o", "db:6000..6100"),
+            ("postgres://u@127.0.0.1/o", "127.1"),
+            ("postgres://u@localhost/o?hostaddr=::1", "*:*"),
         ];
         for (url, host) in ok {
             let v = values(&[("database_url", url), ("db_host", host)]);
@@ -499,6 +521,12 @@ mod tests {
                 "localhost:5432",
             ),
             ("postgres://u:hunter2@localhost/orders?host=evil.example", "localhost"),
+            // Half-open, as in Spin: 6100 is outside 6000..6100.
+            ("postgres://u:hunter2@db:6100/o", "db:6000..6100"),
+            // Spin's PostgreSQL host never lets an IPv6 host through.
+            ("postgres://u:hunter2@[::1]:5432/orders", "[::1]:5432"),
+            // `*.internal` covers names under it, not `internal` itself.
+            ("postgres://u:hunter2@internal/o", "*.internal:*"),
         ];
         for (url, host) in bad {
             let err = check(&values(&[("database_url", url), ("db_host", host)])).unwrap_err();
@@ -507,6 +535,18 @@ mod tests {
         }
         // Unmapped db_host means its default, localhost:5432.
         assert!(check(&values(&[("database_url", "postgres://u@elsewhere/o")])).is_err());
+    }
+
+    #[test]
+    fn db_host_must_be_an_entry_spin_accepts() {
+        for host in ["a*b", "db:99999", "db:x", "*.*.internal"] {
+            let v = values(&[("database_url", "postgres://u:hunter2@db/o"), ("db_host", host)]);
+            let err = check(&v).unwrap_err();
+            assert_eq!(err.names(), vec!["db_host"], "{host}");
+            assert!(!format!("{err}").contains(host), "{err}");
+        }
+        // Unused with SQLite: not checked.
+        assert!(check(&values(&[("db_host", "a*b")])).is_ok());
     }
 
     #[test]

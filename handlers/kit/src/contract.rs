@@ -50,6 +50,7 @@ pub struct RawContract {
 }
 
 impl BodyContract {
+    /// A JSON body of at most `limit` bytes, checked with `validator`.
     pub const fn new(schema_file: &'static str, schema: &'static str, validator: ErrorsOf, limit: usize) -> Self {
         BodyContract {
             schema_file,
@@ -107,7 +108,9 @@ impl std::fmt::Debug for BodyContract {
 /// One answer a route can give with a JSON body.
 #[derive(Debug)]
 pub struct ResponseContract {
+    /// The HTTP status of this answer.
     pub status: u16,
+    /// What the answer means, for the OpenAPI document.
     pub description: &'static str,
     /// File name in `schemas/`; `None` for a document without a schema of ours.
     pub schema_file: Option<&'static str>,
@@ -122,9 +125,13 @@ pub struct Route {
     pub path: &'static str,
     /// The methods served. `HEAD` is implied by `GET`.
     pub methods: &'static [Method],
+    /// The OpenAPI `operationId`, stable so generated clients keep their names.
     pub operation_id: &'static str,
+    /// One line for the OpenAPI document.
     pub summary: &'static str,
+    /// The request body the route takes; `None` when it takes none.
     pub body: Option<BodyContract>,
+    /// The answers other than problems, for the OpenAPI document.
     pub responses: &'static [ResponseContract],
     /// The problem types this route may answer, besides its responses.
     pub problems: &'static [ProblemKind],
@@ -150,10 +157,81 @@ impl Route {
     }
 }
 
+/// A route whose requests have no body: its logic gets the request head only.
+#[derive(Debug)]
+pub struct EmptyRoute(Route);
+
+/// A route taking a JSON body, validated against its schema, then handed to
+/// the logic as the route's type.
+#[derive(Debug)]
+pub struct JsonRoute(Route);
+
+/// A route taking a raw body of its media types, its other fields as query
+/// parameters ([`RawContract`]): the logic gets the parameters and the bytes.
+#[derive(Debug)]
+pub struct RawRoute(Route);
+
+// Each kind checks its route's body when the static is built: a route
+// declared with the wrong kind does not compile, and a handler cannot serve
+// a route through another kind's entry point (`crate::pipeline`).
+impl EmptyRoute {
+    /// `route`, which must have no body.
+    pub const fn new(route: Route) -> Self {
+        assert!(route.body.is_none(), "an EmptyRoute has no body");
+        EmptyRoute(route)
+    }
+}
+
+impl JsonRoute {
+    /// `route`, which must take a JSON body.
+    pub const fn new(route: Route) -> Self {
+        assert!(
+            matches!(&route.body, Some(BodyContract { raw: None, .. })),
+            "a JsonRoute takes a JSON body"
+        );
+        JsonRoute(route)
+    }
+
+    /// The body's contract.
+    pub fn body(&self) -> &BodyContract {
+        self.0.body.as_ref().expect("checked by new")
+    }
+}
+
+impl RawRoute {
+    /// `route`, which must take a raw body.
+    pub const fn new(route: Route) -> Self {
+        assert!(
+            matches!(&route.body, Some(BodyContract { raw: Some(_), .. })),
+            "a RawRoute takes a raw body"
+        );
+        RawRoute(route)
+    }
+
+    /// The body's contract and its raw form.
+    pub fn body(&self) -> (&BodyContract, &RawContract) {
+        let body = self.0.body.as_ref().expect("checked by new");
+        (body, body.raw.as_ref().expect("checked by new"))
+    }
+}
+
+macro_rules! deref_to_route {
+    ($($kind:ty),*) => {$(
+        impl std::ops::Deref for $kind {
+            type Target = Route;
+            fn deref(&self) -> &Route {
+                &self.0
+            }
+        }
+    )*};
+}
+deref_to_route!(EmptyRoute, JsonRoute, RawRoute);
+
 /// Problems every route can answer.
 const COMMON: [ProblemKind; 3] = [MethodNotAllowed, InvalidConfig, InternalError];
 
-pub static CREATE_ORDER: Route = Route {
+/// `POST /orders`: a signed-in user creates an order, idempotently by key.
+pub static CREATE_ORDER: JsonRoute = JsonRoute::new(Route {
     component: "orders-create",
     path: "/orders",
     methods: &[Method::POST],
@@ -185,9 +263,10 @@ pub static CREATE_ORDER: Route = Route {
         DependencyUnavailable,
     ],
     auth: Some(crate::auth::authenticate),
-};
+});
 
-pub static GET_ORDER: Route = Route {
+/// `GET /orders/:id`: a signed-in user reads an order of theirs.
+pub static GET_ORDER: EmptyRoute = EmptyRoute::new(Route {
     component: "orders-get",
     path: "/orders/:id",
     methods: &[Method::GET],
@@ -209,9 +288,10 @@ pub static GET_ORDER: Route = Route {
         DependencyUnavailable,
     ],
     auth: Some(crate::auth::authenticate),
-};
+});
 
-pub static HEALTH: Route = Route {
+/// `GET /healthz`: whether the service and its database answer.
+pub static HEALTH: EmptyRoute = EmptyRoute::new(Route {
     component: "healthz",
     path: "/healthz",
     methods: &[Method::GET],
@@ -232,9 +312,10 @@ pub static HEALTH: Route = Route {
     ],
     problems: &COMMON,
     auth: None,
-};
+});
 
-pub static OPENAPI: Route = Route {
+/// `GET /openapi.json`: the OpenAPI document of [`ALL`].
+pub static OPENAPI: EmptyRoute = EmptyRoute::new(Route {
     component: "openapi",
     path: "/openapi.json",
     methods: &[Method::GET],
@@ -248,7 +329,7 @@ pub static OPENAPI: Route = Route {
     }],
     problems: &COMMON,
     auth: None,
-};
+});
 
 /// Largest image `POST /images/resize` takes: the raw body of the binary
 /// form, the decoded `imageData` of the JSON form.
@@ -275,7 +356,9 @@ const RESIZE_PROBLEMS: &[ProblemKind] = &[
     InternalError,
 ];
 
-pub static RESIZE_IMAGE: Route = Route {
+/// `POST /images/resize`: an image in base64 in JSON, resized and answered
+/// in base64.
+pub static RESIZE_IMAGE: JsonRoute = JsonRoute::new(Route {
     component: "images-resize",
     path: "/images/resize",
     methods: &[Method::POST],
@@ -294,11 +377,11 @@ pub static RESIZE_IMAGE: Route = Route {
     }],
     problems: RESIZE_PROBLEMS,
     auth: None,
-};
+});
 
 /// The binary form of [`RESIZE_IMAGE`]: the image is the body, the other
 /// fields are query parameters, the answer is the encoded image.
-pub static RESIZE_IMAGE_RAW: Route = Route {
+pub static RESIZE_IMAGE_RAW: RawRoute = RawRoute::new(Route {
     component: "images-resize",
     path: "/images/resize/raw",
     methods: &[Method::POST],
@@ -323,12 +406,12 @@ pub static RESIZE_IMAGE_RAW: Route = Route {
     }],
     problems: RESIZE_PROBLEMS,
     auth: None,
-};
+});
 
 /// The API reference page and its assets (Spin route `/docs/...`): a page
 /// for people, not an operation of the API, so it is not in [`ALL`] (nor in
 /// the OpenAPI document it renders).
-pub static DOCS: Route = Route {
+pub static DOCS: EmptyRoute = EmptyRoute::new(Route {
     component: "docs",
     path: "/docs/...",
     methods: &[Method::GET],
@@ -338,26 +421,22 @@ pub static DOCS: Route = Route {
     responses: &[],
     problems: &[NotFound, MethodNotAllowed, InvalidConfig, InternalError],
     auth: None,
-};
+});
 
-/// The route of the resize component a request path is for (Spin routes
-/// `/images/resize/raw/` there too: trailing slashes do not change it).
-pub fn resize_route(path: &str) -> &'static Route {
-    if path.trim_end_matches('/') == RESIZE_IMAGE_RAW.path {
-        &RESIZE_IMAGE_RAW
-    } else {
-        &RESIZE_IMAGE
-    }
+/// Whether a request path of the resize component is its raw form (Spin
+/// routes `/images/resize/raw/` there too: trailing slashes do not change it).
+pub fn is_raw_resize(path: &str) -> bool {
+    path.trim_end_matches('/') == RESIZE_IMAGE_RAW.path
 }
 
 /// Every route of the API (the OpenAPI document's operations).
 pub static ALL: &[&Route] = &[
-    &CREATE_ORDER,
-    &GET_ORDER,
-    &HEALTH,
-    &OPENAPI,
-    &RESIZE_IMAGE,
-    &RESIZE_IMAGE_RAW,
+    &CREATE_ORDER.0,
+    &GET_ORDER.0,
+    &HEALTH.0,
+    &OPENAPI.0,
+    &RESIZE_IMAGE.0,
+    &RESIZE_IMAGE_RAW.0,
 ];
 
 #[cfg(test)]
@@ -367,10 +446,10 @@ mod tests {
     #[test]
     fn the_raw_resize_route_keeps_its_contract_with_a_trailing_slash() {
         for path in ["/images/resize/raw", "/images/resize/raw/", "/images/resize/raw//"] {
-            assert_eq!(resize_route(path).path, RESIZE_IMAGE_RAW.path, "{path}");
+            assert!(is_raw_resize(path), "{path}");
         }
         for path in ["/images/resize", "/images/resize/", "/images/resize/rawx"] {
-            assert_eq!(resize_route(path).path, RESIZE_IMAGE.path, "{path}");
+            assert!(!is_raw_resize(path), "{path}");
         }
     }
 

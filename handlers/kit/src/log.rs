@@ -14,6 +14,8 @@ pub struct Logger {
 }
 
 impl Logger {
+    /// A logger writing lines at `level` or more severe, each tagged with
+    /// `component` and `request_id`.
     pub fn new(component: &'static str, request_id: String, level: LogLevel) -> Self {
         Logger {
             component,
@@ -22,34 +24,45 @@ impl Logger {
         }
     }
 
+    /// The request's id, which the answer also carries (`x-request-id`,
+    /// a problem's `requestId`) so a client's report finds its lines.
     pub fn request_id(&self) -> &str {
         &self.request_id
     }
 
+    /// Changes the threshold, for when the config is read after the logger
+    /// was made.
     pub fn set_level(&mut self, level: LogLevel) {
         self.level = level;
     }
 
+    /// Whether a line at `level` would be written, so a caller can skip
+    /// building costly fields.
     pub fn enabled(&self, level: LogLevel) -> bool {
         level <= self.level
     }
 
+    /// A failure the request could not recover from.
     pub fn error(&self, msg: &str, fields: &[(&str, Value)]) {
         self.log(LogLevel::Error, msg, fields)
     }
 
+    /// A failure worth an operator's look that the request survived.
     pub fn warn(&self, msg: &str, fields: &[(&str, Value)]) {
         self.log(LogLevel::Warn, msg, fields)
     }
 
+    /// The normal course of a request (its summary line).
     pub fn info(&self, msg: &str, fields: &[(&str, Value)]) {
         self.log(LogLevel::Info, msg, fields)
     }
 
+    /// Detail for tracing one request, off by default.
     pub fn debug(&self, msg: &str, fields: &[(&str, Value)]) {
         self.log(LogLevel::Debug, msg, fields)
     }
 
+    /// Writes one line at `level` if the threshold lets it through.
     pub fn log(&self, level: LogLevel, msg: &str, fields: &[(&str, Value)]) {
         if !self.enabled(level) {
             return;
@@ -65,7 +78,7 @@ impl Logger {
     pub fn line(&self, level: LogLevel, msg: &str, fields: &[(&str, Value)]) -> String {
         let mut line = Vec::with_capacity(192 + 32 * fields.len());
         line.extend_from_slice(b"{\"time\":\"");
-        line.extend_from_slice(now_rfc3339().as_bytes());
+        line.extend_from_slice(crate::time::now().as_bytes());
         line.extend_from_slice(b"\",\"level\":\"");
         line.extend_from_slice(level.as_str().as_bytes());
         line.extend_from_slice(b"\",\"msg\":");
@@ -88,11 +101,6 @@ impl Logger {
 /// Appends `value` as JSON (strings escaped).
 fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value).expect("log values serialise");
-}
-
-/// UTC, RFC 3339 with milliseconds, as every time of the API.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

@@ -17,8 +17,11 @@ use crate::sql::{Database, DbError, Dialect, SqlValue};
 /// One migration: its version (the file's number), name and SQL.
 #[derive(Clone, Copy, Debug)]
 pub struct Migration {
+    /// Orders the migrations; `schema_migrations` records the highest applied.
     pub version: i64,
+    /// The file name without `.sql`, recorded beside the version for people.
     pub name: &'static str,
+    /// The statements, run in one transaction with the version's record.
     pub sql: &'static str,
 }
 

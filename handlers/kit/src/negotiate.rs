@@ -1,6 +1,7 @@
-//! Content negotiation headers (`Accept`, `Accept-Encoding`): their members
-//! and each member's quality value (RFC 9110 §12.4.2), parsed in one place
-//! for every route.
+//! Header values with parameters, parsed in one place for every route: a
+//! `Content-Type` ([`media_type`]) and the members of negotiation headers
+//! (`Accept`, `Accept-Encoding`) with their quality values (RFC 9110
+//! §12.4.2, [`preferences`]).
 //!
 //! Parameter names are case-insensitive (`q=0` and `Q=0` both refuse), and a
 //! member whose `q` is not a number between 0 and 1 counts as refused: a
@@ -18,6 +19,37 @@ pub struct Preference<'h> {
     pub q: f32,
 }
 
+/// A value and its `;`-separated parameters: `value` trimmed, each
+/// parameter as (name, value) trimmed, the value's quotes removed.
+fn split_parameters(member: &str) -> (&str, impl Iterator<Item = (&str, &str)>) {
+    let mut parts = member.split(';');
+    let value = parts.next().unwrap_or_default().trim();
+    let parameters = parts.map(|parameter| {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        (name.trim(), value.trim().trim_matches('"'))
+    });
+    (value, parameters)
+}
+
+/// A `Content-Type` value: its essence (`type/subtype`, trimmed, case kept)
+/// and its parameters (e.g. `charset`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaType<'h> {
+    /// `type/subtype`; compare case-insensitively.
+    pub essence: &'h str,
+    /// Each parameter as (name, value); names compare case-insensitively.
+    pub parameters: Vec<(&'h str, &'h str)>,
+}
+
+/// Parses a `Content-Type` value.
+pub fn media_type(value: &str) -> MediaType<'_> {
+    let (essence, parameters) = split_parameters(value);
+    MediaType {
+        essence,
+        parameters: parameters.collect(),
+    }
+}
+
 /// Every member of every `name` header of `headers`, in order. Header values
 /// that are not visible ASCII are skipped.
 pub fn preferences<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item = Preference<'h>> + 'h {
@@ -27,17 +59,14 @@ pub fn preferences<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterat
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|member| {
-            let mut parts = member.split(';');
-            let value = parts.next().unwrap_or_default().trim();
+            let (value, parameters) = split_parameters(member);
             if value.is_empty() {
                 return None;
             }
             let mut q = 1.0;
-            for parameter in parts {
-                let (key, raw) = parameter.split_once('=').unwrap_or((parameter, ""));
-                if key.trim().eq_ignore_ascii_case("q") {
+            for (name, raw) in parameters {
+                if name.eq_ignore_ascii_case("q") {
                     q = raw
-                        .trim()
                         .parse::<f32>()
                         .ok()
                         .filter(|q| (0.0..=1.0).contains(q))
@@ -86,6 +115,14 @@ mod tests {
                 Preference { value: "*/*", q: 0.1 },
             ]
         );
+    }
+
+    #[test]
+    fn media_types_and_their_parameters() {
+        let m = media_type(" Application/JSON ; charset=\"UTF-8\";x ");
+        assert_eq!(m.essence, "Application/JSON");
+        assert_eq!(m.parameters, vec![("charset", "UTF-8"), ("x", "")]);
+        assert_eq!(media_type("").essence, "");
     }
 
     #[test]

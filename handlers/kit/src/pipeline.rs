@@ -1,28 +1,36 @@
 //! The HTTP contract every route keeps, in one place.
 //!
-//! [`serve`] takes the request head, a [`BodySource`] it reads only when the
-//! route has a body and the head passed its checks, the component's config,
-//! and the route's own logic as an async closure. In order:
+//! A handler serves its route through the entry point of the route's kind,
+//! so a handler and its route cannot disagree about the body:
+//! [`serve_empty`] (no body), [`serve_json`] (a JSON body, validated, as the
+//! route's type) and [`serve_raw`] (the raw bytes, other fields as query
+//! parameters). Each takes the [`Incoming`] request and the route's own logic
+//! as an async closure, and runs, in order:
 //!
 //! 1. request id (the caller's when sane), logger;
 //! 2. `405` + `Allow` for a method the route does not serve;
 //! 3. `500 invalid-config` naming each bad variable;
-//! 4. for body routes: `415` for a `Content-Encoding` other than
-//!    `identity`, `415` unless `application/json` (charset optional,
-//!    UTF-8 only), `413` past the limit (from `Content-Length` before reading,
-//!    and while reading; also past 10,000 JSON values, counted before
-//!    parsing), `400 malformed-json` with the position, `400
+//! 4. authentication, on routes with `auth`: `401` before the body is read;
+//! 5. the body, by kind: `415` for a `Content-Encoding` other than
+//!    `identity`; for JSON, `415` unless `application/json` (charset
+//!    optional, UTF-8 only), `413` past the limit (from `Content-Length`
+//!    before reading, and while reading; also past 10,000 JSON values,
+//!    counted before parsing), `400 malformed-json` with the position, `400
 //!    validation-failed` with every failed constraint (at most 100 listed,
-//!    `errorsTruncated` past that);
-//! 5. the route's logic, whose [`Problem`]s become problem answers;
-//! 6. `x-request-id` and `Content-Length` on every answer (`HEAD` keeps `GET`'s
-//!    length and drops the body), one summary
-//!    log line (`method`, route template `path`, `status`, `durationMs`).
+//!    `errorsTruncated` past that); for raw bodies, `415` unless one of the
+//!    route's media types, `400 invalid-parameter` for the query (checked
+//!    before reading), then the same `413`;
+//! 6. the route's logic, whose [`Problem`]s become problem answers (server
+//!    errors logged with their cause);
+//! 7. `x-request-id` and `Content-Length` on every answer (`HEAD` keeps
+//!    `GET`'s length and drops the body), one summary log line (`method`,
+//!    route template `path`, `status`, `durationMs`).
 
 use crate::auth::Caller;
 use crate::config::{Config, ConfigError, LogLevel};
-use crate::contract::{BodyContract, RawContract, Route};
+use crate::contract::{BodyContract, EmptyRoute, JsonRoute, RawContract, RawRoute, Route};
 use crate::log::Logger;
+use crate::negotiate;
 use crate::problem::{FieldError, MAX_REPORTED_ERRORS, Problem, ProblemKind};
 use crate::request_id;
 use crate::validate::{MAX_JSON_VALUES, exceeds_values, parse_json};
@@ -43,8 +51,10 @@ pub trait BodySource {
     async fn read(self, limit: usize) -> Result<Bytes, BodyError>;
 }
 
+/// Why a body could not be read.
 #[derive(Debug)]
 pub enum BodyError {
+    /// More than the limit arrived.
     TooLarge,
     /// The client went away or the transport failed.
     Failed(String),
@@ -60,27 +70,57 @@ impl BodySource for Bytes {
     }
 }
 
-/// What the route's logic gets besides its body.
-pub struct Ctx {
-    pub route: &'static Route,
+/// One request as the host hands it over.
+pub struct Incoming<B> {
+    /// Method, URI and headers.
     pub head: Parts,
+    /// The body, read only when the route has one and the head passed.
+    pub body: B,
+    /// The component's config, or why it is invalid (answered as `500`).
+    pub config: Result<Config, ConfigError>,
+    /// The request's time: one clock reading, movable in tests.
+    pub now: DateTime<Utc>,
+}
+
+impl<B> Incoming<B> {
+    /// A request arriving now.
+    pub fn new(head: Parts, body: B, config: Result<Config, ConfigError>) -> Self {
+        Incoming {
+            head,
+            body,
+            config,
+            now: Utc::now(),
+        }
+    }
+
+    /// The same request at another time, for tests that move the clock.
+    pub fn at(self, now: DateTime<Utc>) -> Self {
+        Incoming { now, ..self }
+    }
+}
+
+/// What the route's logic gets besides its input.
+pub struct Ctx {
+    /// The route being served.
+    pub route: &'static Route,
+    /// Method, URI and headers.
+    pub head: Parts,
+    /// The component's validated config.
     pub config: Config,
+    /// The request's logger (its id on every line).
     pub log: Logger,
     /// The authenticated caller, on routes with `auth`.
     pub caller: Option<Caller>,
-    /// The request's time: one clock reading, injectable in tests.
+    /// The request's time.
     pub now: DateTime<Utc>,
-    /// The body, when it came in one of the route's raw media types
-    /// ([`crate::contract::RawContract`]); the logic's input then holds the
-    /// query parameters.
-    pub raw: Option<RawBody>,
 }
 
-/// A body taken as it came, not parsed.
+/// A body taken as it came, not parsed: the input of a [`RawRoute`].
 #[derive(Clone, Debug)]
 pub struct RawBody {
     /// The `Content-Type` essence, lower case (e.g. `image/png`).
     pub media_type: String,
+    /// The bytes, at most the route's raw limit.
     pub bytes: Bytes,
 }
 
@@ -96,6 +136,7 @@ impl Ctx {
         spin_header(&self.head, "spin-path-info").unwrap_or("")
     }
 
+    /// The request id: the caller's `x-request-id` when sane, else ours.
     pub fn request_id(&self) -> &str {
         self.log.request_id()
     }
@@ -109,70 +150,87 @@ fn spin_header<'h>(head: &'h Parts, name: &str) -> Option<&'h str> {
     head.headers.get_all(name).iter().next_back()?.to_str().ok()
 }
 
-/// Runs one request through the contract. `T` is the route's body type:
-/// for routes without a body use `()`.
-pub async fn serve<B, T, F>(
-    route: &'static Route,
-    head: Parts,
-    body: B,
-    config: Result<Config, ConfigError>,
-    logic: F,
-) -> Response<Bytes>
+/// Serves a route without a body.
+pub async fn serve_empty<B, F>(route: &'static EmptyRoute, request: Incoming<B>, logic: F) -> Response<Bytes>
 where
-    B: BodySource,
-    T: DeserializeOwned,
-    F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
+    F: AsyncFnOnce(&Ctx) -> Result<Response<Bytes>, Problem>,
 {
-    serve_at(Utc::now(), route, head, body, config, logic).await
+    let no_body = async |_: &Parts, _: B, _: &Logger| Ok(());
+    serve(route, request, no_body, async move |ctx: &Ctx, (): ()| logic(ctx).await).await
 }
 
-/// [`serve`] at a given time, for tests that move the clock.
-pub async fn serve_at<B, T, F>(
-    now: DateTime<Utc>,
-    route: &'static Route,
-    head: Parts,
-    body: B,
-    config: Result<Config, ConfigError>,
-    logic: F,
-) -> Response<Bytes>
+/// Serves a route taking a JSON body: the logic gets it as `T` once it
+/// passed the route's schema.
+pub async fn serve_json<B, T, F>(route: &'static JsonRoute, request: Incoming<B>, logic: F) -> Response<Bytes>
 where
     B: BodySource,
     T: DeserializeOwned,
     F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
 {
+    let read = async |head: &Parts, body: B, log: &Logger| read_json(route.body(), head, body, log).await;
+    serve(route, request, read, logic).await
+}
+
+/// Serves a route taking a raw body: the logic gets the query parameters
+/// as `P`, once they passed the route's schema, and the bytes.
+pub async fn serve_raw<B, P, F>(route: &'static RawRoute, request: Incoming<B>, logic: F) -> Response<Bytes>
+where
+    B: BodySource,
+    P: DeserializeOwned,
+    F: AsyncFnOnce(&Ctx, P, RawBody) -> Result<Response<Bytes>, Problem>,
+{
+    let read = async |head: &Parts, body: B, log: &Logger| read_raw(route.body(), head, body, log).await;
+    let logic = async move |ctx: &Ctx, (parameters, raw): (P, RawBody)| logic(ctx, parameters, raw).await;
+    serve(route, request, read, logic).await
+}
+
+/// Steps 1 to 7 for a route of any kind; `read` is step 5.
+async fn serve<B, I>(
+    route: &'static Route,
+    request: Incoming<B>,
+    read: impl AsyncFnOnce(&Parts, B, &Logger) -> Result<I, Problem>,
+    logic: impl AsyncFnOnce(&Ctx, I) -> Result<Response<Bytes>, Problem>,
+) -> Response<Bytes> {
     let started = Instant::now();
+    let Incoming {
+        head,
+        body,
+        config,
+        now,
+    } = request;
     let request_id = request_id::accept_or_generate(head.headers.get(request_id::HEADER).map(HeaderValue::as_bytes));
     let level = config.as_ref().map(|c| c.log_level).unwrap_or(LogLevel::Info);
     let log = Logger::new(route.component, request_id, level);
     let method = head.method.clone();
     let instance = head.uri.path().to_string();
 
-    let outcome = match admit::<B, T>(route, &head, body, &config, &log, now).await {
-        Ok((caller, input, raw)) => {
-            let ctx = Ctx {
-                route,
-                head,
-                config: config.unwrap_or_default(),
-                log: log.clone(),
-                caller,
-                now,
-                raw,
-            };
-            logic(&ctx, input).await
-        }
+    let outcome = match admit(route, &head, config, &log, now) {
+        Ok(Admitted { config, caller }) => match read(&head, body, &log).await {
+            Ok(input) => {
+                let ctx = Ctx {
+                    route,
+                    head,
+                    config,
+                    log: log.clone(),
+                    caller,
+                    now,
+                };
+                logic(&ctx, input).await
+            }
+            Err(problem) => Err(problem),
+        },
         Err(problem) => Err(problem),
     };
     let mut response = match outcome {
         Ok(response) => response,
         Err(problem) => {
             if problem.status().is_server_error() {
-                log.error(
-                    "request failed",
-                    &[
-                        ("problem", json!(problem.kind.type_uri())),
-                        ("detail", json!(problem.detail)),
-                    ],
-                );
+                let mut fields = vec![
+                    ("problem", json!(problem.kind.type_uri())),
+                    ("detail", json!(problem.detail)),
+                ];
+                fields.extend(problem.cause.as_ref().map(|cause| ("cause", json!(cause))));
+                log.error("request failed", &fields);
             }
             problem.into_response(&instance, log.request_id())
         }
@@ -191,15 +249,21 @@ where
     response
 }
 
-/// Steps 2 to 4: everything before the route's logic runs.
-async fn admit<B: BodySource, T: DeserializeOwned>(
+/// What steps 2 to 4 let through.
+struct Admitted {
+    config: Config,
+    /// The authenticated caller, on routes with `auth`.
+    caller: Option<Caller>,
+}
+
+/// Steps 2 to 4: the method, the config and the caller, before any body.
+fn admit(
     route: &Route,
     head: &Parts,
-    body: B,
-    config: &Result<Config, ConfigError>,
+    config: Result<Config, ConfigError>,
     log: &Logger,
     now: DateTime<Utc>,
-) -> Result<(Option<Caller>, T, Option<RawBody>), Problem> {
+) -> Result<Admitted, Problem> {
     if !route.allows(&head.method) {
         let allow = HeaderValue::from_str(&route.allow_header()).expect("method names are valid header text");
         return Err(Problem::new(
@@ -220,56 +284,29 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
             return Err(e.to_problem());
         }
     };
-    let caller = if let Some(authenticate) = route.auth {
-        let Some(auth) = &config.auth else {
-            log.error("invalid config", &[("variables", json!(["jwt_secret"]))]);
-            return Err(ConfigError::missing("jwt_secret").to_problem());
-        };
-        Some(authenticate(&head.headers, auth, now.timestamp())?)
-    } else {
-        None
-    };
-    let Some(contract) = &route.body else {
-        let input = serde_json::from_value(Value::Null).map_err(|_| Problem::internal())?;
-        return Ok((caller, input, None));
-    };
-    check_identity_encoding(head)?;
-    let raw = match &contract.raw {
-        Some(raw) => Some(raw_media_type(head, raw)?),
-        None => {
-            check_json_content_type(head)?;
-            None
+    let caller = match route.auth {
+        Some(authenticate) => {
+            let Some(auth) = &config.auth else {
+                log.error("invalid config", &[("variables", json!(["jwt_secret"]))]);
+                return Err(ConfigError::missing("jwt_secret").to_problem());
+            };
+            Some(authenticate(&head.headers, auth, now.timestamp())?)
         }
-    };
-    let limit = raw.as_ref().map_or(contract.limit, |(_, r)| r.limit);
-    // The raw form's parameters are in the query: checked before the body is read.
-    let parameters = match &raw {
-        Some(_) => Some(query_parameters(head, contract)?),
         None => None,
     };
-    let too_large = || {
-        Problem::new(
-            ProblemKind::PayloadTooLarge,
-            format!("the body limit of this route is {limit} bytes for this Content-Type"),
-        )
-    };
-    if declared_length(head).is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = match body.read(limit).await {
-        Ok(bytes) => bytes,
-        Err(BodyError::TooLarge) => return Err(too_large()),
-        Err(BodyError::Failed(e)) => {
-            log.warn("body read failed", &[("error", json!(e))]);
-            return Err(Problem::new(
-                ProblemKind::MalformedJson,
-                "the body could not be read completely",
-            ));
-        }
-    };
-    if let (Some((media_type, _)), Some(parameters)) = (raw, parameters) {
-        return Ok((caller, parameters, Some(RawBody { media_type, bytes })));
-    }
+    Ok(Admitted { config, caller })
+}
+
+/// Step 5 of a JSON route: the body as `T`, once it passed its schema.
+async fn read_json<B: BodySource, T: DeserializeOwned>(
+    contract: &BodyContract,
+    head: &Parts,
+    body: B,
+    log: &Logger,
+) -> Result<T, Problem> {
+    check_identity_encoding(head)?;
+    check_json_content_type(head)?;
+    let bytes = read_within(head, body, contract.limit, log).await?;
     if exceeds_values(&bytes, MAX_JSON_VALUES) {
         return Err(Problem::new(
             ProblemKind::PayloadTooLarge,
@@ -283,15 +320,54 @@ async fn admit<B: BodySource, T: DeserializeOwned>(
         return Err(Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors));
     }
     // JSON Schema counts 851.0 as an integer; so do the route's types.
-    let input = serde_json::from_value(integral_floats_as_integers(value)).map_err(|e| {
+    serde_json::from_value(integral_floats_as_integers(value)).map_err(|e| {
         // The schema admitted what the type refuses: a defect of ours.
         log.error(
             "body passed its schema but not its type",
             &[("error", json!(e.to_string()))],
         );
         Problem::internal()
-    })?;
-    Ok((caller, input, None))
+    })
+}
+
+/// Step 5 of a raw route: the query parameters as `P` (checked before the
+/// body is read) and the bytes.
+async fn read_raw<B: BodySource, P: DeserializeOwned>(
+    (contract, raw): (&BodyContract, &RawContract),
+    head: &Parts,
+    body: B,
+    log: &Logger,
+) -> Result<(P, RawBody), Problem> {
+    check_identity_encoding(head)?;
+    let media_type = raw_media_type(head, raw)?;
+    let parameters = query_parameters(head, contract, raw)?;
+    let bytes = read_within(head, body, raw.limit, log).await?;
+    Ok((parameters, RawBody { media_type, bytes }))
+}
+
+/// The body, `413` past `limit`: from `Content-Length` before reading, and
+/// while reading.
+async fn read_within<B: BodySource>(head: &Parts, body: B, limit: usize, log: &Logger) -> Result<Bytes, Problem> {
+    let too_large = || {
+        Problem::new(
+            ProblemKind::PayloadTooLarge,
+            format!("the body limit of this route is {limit} bytes for this Content-Type"),
+        )
+    };
+    if declared_length(head).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match body.read(limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Failed(e)) => {
+            log.warn("body read failed", &[("error", json!(e))]);
+            Err(Problem::new(
+                ProblemKind::MalformedJson,
+                "the body could not be read completely",
+            ))
+        }
+    }
 }
 
 /// The `detail` of a problem listing `count` failures (of `what`), saying
@@ -343,11 +419,11 @@ fn declared_length(head: &Parts) -> Option<u64> {
 /// The `Content-Type` essence, lower case, when it is one of the route's raw
 /// media types (parameters such as `charset` mean nothing to bytes); `415`
 /// otherwise.
-fn raw_media_type<'c>(head: &Parts, raw: &'c RawContract) -> Result<(String, &'c RawContract), Problem> {
+fn raw_media_type(head: &Parts, raw: &RawContract) -> Result<String, Problem> {
     let value = head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let essence = value.map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let essence = value.map(|v| negotiate::media_type(v).essence.to_ascii_lowercase());
     match essence {
-        Some(essence) if raw.media_types.contains(&essence.as_str()) => Ok((essence, raw)),
+        Some(essence) if raw.media_types.contains(&essence.as_str()) => Ok(essence),
         _ => Err(Problem::new(
             ProblemKind::UnsupportedMediaType,
             format!(
@@ -362,7 +438,11 @@ fn raw_media_type<'c>(head: &Parts, raw: &'c RawContract) -> Result<(String, &'c
 /// integers become numbers, everything else stays a string (so `width=1.5`
 /// or `width=abc` fail the schema's `type`). Every failure is reported, each
 /// named by its parameter, as `400 invalid-parameter`.
-fn query_parameters<T: DeserializeOwned>(head: &Parts, contract: &BodyContract) -> Result<T, Problem> {
+fn query_parameters<T: DeserializeOwned>(
+    head: &Parts,
+    contract: &BodyContract,
+    raw: &RawContract,
+) -> Result<T, Problem> {
     let mut object = serde_json::Map::new();
     let mut errors = Vec::new();
     for (name, value) in form_urlencoded::parse(head.uri.query().unwrap_or_default().as_bytes()) {
@@ -373,21 +453,19 @@ fn query_parameters<T: DeserializeOwned>(head: &Parts, contract: &BodyContract) 
         let value = value.parse::<i64>().map_or_else(|_| json!(value), |n| json!(n));
         object.insert(name.into_owned(), value);
     }
-    if let Some(raw) = &contract.raw {
-        // The body's own validator, the raw field's stand-in in its place:
-        // one generated validator serves both forms. The field itself is
-        // the body, never a parameter.
-        if object.contains_key(raw.field) {
-            errors.push(FieldError::at_parameter(
-                raw.field,
-                "additionalProperties",
-                "unknown parameter",
-            ));
-        }
-        let mut checked = object.clone();
-        checked.insert(raw.field.to_string(), json!(raw.stand_in));
-        errors.extend(contract.validator().parameter_errors(&Value::Object(checked)));
+    // The body's own validator, the raw field's stand-in in its place: one
+    // generated validator serves both forms. The field itself is the body,
+    // never a parameter.
+    if object.contains_key(raw.field) {
+        errors.push(FieldError::at_parameter(
+            raw.field,
+            "additionalProperties",
+            "unknown parameter",
+        ));
     }
+    let mut checked = object.clone();
+    checked.insert(raw.field.to_string(), json!(raw.stand_in));
+    errors.extend(contract.validator().parameter_errors(&Value::Object(checked)));
     let parameters = Value::Object(object);
     if !errors.is_empty() {
         let detail = count_failures(errors.len(), "query parameter constraint(s)");
@@ -437,15 +515,12 @@ fn check_json_content_type(head: &Parts) -> Result<(), Problem> {
     let value = value
         .to_str()
         .map_err(|_| unsupported("the Content-Type is not readable"))?;
-    let mut parts = value.split(';');
-    let essence = parts.next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    let media_type = negotiate::media_type(value);
+    if !media_type.essence.eq_ignore_ascii_case("application/json") {
         return Err(unsupported("this route does not accept this media type"));
     }
-    for parameter in parts {
-        let (name, val) = parameter.split_once('=').unwrap_or((parameter, ""));
-        let val = val.trim().trim_matches('"');
-        if !name.trim().eq_ignore_ascii_case("charset") || !val.eq_ignore_ascii_case("utf-8") {
+    for (name, value) in media_type.parameters {
+        if !name.eq_ignore_ascii_case("charset") || !value.eq_ignore_ascii_case("utf-8") {
             return Err(unsupported("only the charset=utf-8 parameter is accepted"));
         }
     }
@@ -491,8 +566,12 @@ mod tests {
     use super::*;
     use crate::contract::{BodyContract, DEFAULT_JSON_LIMIT};
 
+    fn incoming(head: Parts, body: &'static [u8]) -> Incoming<Bytes> {
+        Incoming::new(head, Bytes::from_static(body), Ok(Config::default()))
+    }
+
     /// Routes of the tests' own, without auth, to test the contract alone.
-    static CREATE_ORDER: Route = Route {
+    static CREATE_ORDER: JsonRoute = JsonRoute::new(Route {
         component: "test-post",
         path: "/orders",
         methods: &[Method::POST],
@@ -507,8 +586,8 @@ mod tests {
         responses: &[],
         problems: &[],
         auth: None,
-    };
-    static GET_ORDER: Route = Route {
+    });
+    static GET_ORDER: EmptyRoute = EmptyRoute::new(Route {
         component: "test-get",
         path: "/orders/:id",
         methods: &[Method::GET],
@@ -518,7 +597,7 @@ mod tests {
         responses: &[],
         problems: &[],
         auth: None,
-    };
+    });
     use http::Request;
 
     fn head(method: &str, content_type: Option<&str>) -> Parts {
@@ -529,12 +608,10 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
-    fn run(route: &'static Route, head: Parts, body: &'static [u8]) -> (Response<Bytes>, Value) {
-        let response = futures::executor::block_on(serve(
+    fn run(route: &'static JsonRoute, head: Parts, body: &'static [u8]) -> (Response<Bytes>, Value) {
+        let response = futures::executor::block_on(serve_json(
             route,
-            head,
-            Bytes::from_static(body),
-            Ok(Config::default()),
+            incoming(head, body),
             async |_ctx: &Ctx, body: Value| Ok(json(StatusCode::OK, &body)),
         ));
         let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
@@ -642,13 +719,9 @@ mod tests {
         h.headers
             .append("spin-path-info", HeaderValue::from_static("/assets/forged.js"));
         h.headers.append("spin-path-info", HeaderValue::from_static(""));
-        let r = futures::executor::block_on(serve(
-            &GET_ORDER,
-            h,
-            Bytes::new(),
-            Ok(Config::default()),
-            async |c: &Ctx, (): ()| Ok(json(StatusCode::OK, &(c.param("id"), c.path_info()))),
-        ));
+        let r = futures::executor::block_on(serve_empty(&GET_ORDER, incoming(h, b""), async |c: &Ctx| {
+            Ok(json(StatusCode::OK, &(c.param("id"), c.path_info())))
+        }));
         assert_eq!(r.body().as_ref(), br#"["from-spin",""]"#);
     }
 
@@ -688,12 +761,10 @@ mod tests {
     #[test]
     fn bad_config_is_500_naming_the_variable() {
         let bad = Config::from_values(&[("log_level".to_string(), "loud".to_string())].into()).unwrap_err();
-        let r = futures::executor::block_on(serve(
+        let r = futures::executor::block_on(serve_empty(
             &GET_ORDER,
-            head("GET", None),
-            Bytes::new(),
-            Err(bad),
-            async |_ctx: &Ctx, (): ()| Ok(json(StatusCode::OK, &1)),
+            Incoming::new(head("GET", None), Bytes::new(), Err(bad)),
+            async |_ctx: &Ctx| Ok(json(StatusCode::OK, &1)),
         ));
         assert_eq!(r.status(), 500);
         let v: Value = serde_json::from_slice(r.body()).unwrap();
@@ -704,12 +775,10 @@ mod tests {
 
     #[test]
     fn head_has_the_head_of_get_without_a_body() {
-        let r = futures::executor::block_on(serve(
+        let r = futures::executor::block_on(serve_empty(
             &GET_ORDER,
-            head("HEAD", None),
-            Bytes::new(),
-            Ok(Config::default()),
-            async |_ctx: &Ctx, (): ()| Ok(json(StatusCode::OK, &"twelve chars")),
+            incoming(head("HEAD", None), b""),
+            async |_ctx: &Ctx| Ok(json(StatusCode::OK, &"twelve chars")),
         ));
         assert_eq!(r.status(), 200);
         assert!(r.body().is_empty());
@@ -722,13 +791,9 @@ mod tests {
     fn callers_request_id_is_echoed() {
         let mut h = head("GET", None);
         h.headers.insert("x-request-id", HeaderValue::from_static("trace-abc"));
-        let r = futures::executor::block_on(serve(
-            &GET_ORDER,
-            h,
-            Bytes::new(),
-            Ok(Config::default()),
-            async |c: &Ctx, (): ()| Ok(json(StatusCode::OK, &c.request_id().to_string())),
-        ));
+        let r = futures::executor::block_on(serve_empty(&GET_ORDER, incoming(h, b""), async |c: &Ctx| {
+            Ok(json(StatusCode::OK, &c.request_id().to_string()))
+        }));
         assert_eq!(r.headers()["x-request-id"], "trace-abc");
         assert_eq!(r.body().as_ref(), b"\"trace-abc\"");
     }

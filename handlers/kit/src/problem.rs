@@ -15,23 +15,41 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 /// One kind of problem: a stable `type` URI reference, a title and a status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProblemKind {
+    /// `400`: the body is JSON but breaks the route's schema.
     ValidationFailed,
+    /// `400`: the body is not JSON; `detail` gives the line and column.
     MalformedJson,
+    /// `400`: a path or query parameter is malformed.
     InvalidParameter,
+    /// `401`: no valid bearer token.
     Unauthorized,
+    /// `403`: the token's user may not do this.
     Forbidden,
+    /// `404`: no such resource.
     NotFound,
+    /// `405`: the route does not serve this method; `Allow` says which it does.
     MethodNotAllowed,
+    /// `413`: the body is over the route's limit, refused before parsing.
     PayloadTooLarge,
+    /// `415`: the body's `Content-Type` is not one the route accepts.
     UnsupportedMediaType,
+    /// `422`: an `Idempotency-Key` reused with a different body.
     IdempotencyKeyReused,
+    /// `500`: a Spin variable of the component is missing or invalid.
     InvalidConfig,
+    /// `500`: an unexpected failure; the log line has the cause.
     InternalError,
+    /// `503`: the database did not answer in time or refused.
     DependencyUnavailable,
+    /// `400`: `imageData` passed the schema's pattern yet would not decode.
     InvalidBase64,
+    /// `415`: the bytes are not a JPEG, PNG or still WebP image.
     UnsupportedImage,
+    /// `422`: the image is over the pixel cap or the memory budget.
     ImageTooLarge,
+    /// `422`: the image is truncated or corrupt.
     CorruptImage,
+    /// `503`: the host's shared image memory is held; retry later.
     ServerBusy,
 }
 
@@ -82,6 +100,8 @@ impl ProblemKind {
         }
     }
 
+    /// The `title` member: a short summary, the same for every answer of
+    /// this kind.
     pub fn title(self) -> &'static str {
         match self {
             ProblemKind::ValidationFailed => "Request validation failed",
@@ -105,6 +125,7 @@ impl ProblemKind {
         }
     }
 
+    /// The HTTP status every answer of this kind carries.
     pub fn status(self) -> StatusCode {
         match self {
             ProblemKind::ValidationFailed | ProblemKind::MalformedJson | ProblemKind::InvalidParameter => {
@@ -139,6 +160,7 @@ pub enum Location {
 /// One failed constraint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// Where the constraint failed; flattened to `pointer` or `parameter`.
     #[serde(flatten)]
     pub location: Location,
     /// The JSON Schema keyword that failed (`minimum`, `format`, ...).
@@ -149,6 +171,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// An error in the body, at a JSON pointer.
     pub fn at_pointer(pointer: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
         Self {
             location: Location::Pointer(pointer.into()),
@@ -157,6 +180,7 @@ impl FieldError {
         }
     }
 
+    /// An error in a path or query parameter, or a config variable.
     pub fn at_parameter(name: impl Into<String>, keyword: &str, message: impl Into<String>) -> Self {
         Self {
             location: Location::Parameter(name.into()),
@@ -175,7 +199,9 @@ pub const MAX_REPORTED_ERRORS: usize = 100;
 /// An error answer, before the pipeline adds `instance` and `requestId`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
+    /// Gives the answer its `type`, `title` and status.
     pub kind: ProblemKind,
+    /// The `detail` member: what went wrong with this request, for humans.
     pub detail: String,
     /// At most [`MAX_REPORTED_ERRORS`].
     pub errors: Vec<FieldError>,
@@ -183,9 +209,13 @@ pub struct Problem {
     pub errors_truncated: bool,
     /// Extra response headers (`Allow` for 405, `WWW-Authenticate` for 401).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// What went wrong underneath, for the log line only, never the answer
+    /// (a driver's message may name hosts or statements).
+    pub cause: Option<String>,
 }
 
 impl Problem {
+    /// A problem with no located errors, headers or cause yet.
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
@@ -193,6 +223,7 @@ impl Problem {
             errors: Vec::new(),
             errors_truncated: false,
             headers: Vec::new(),
+            cause: None,
         }
     }
 
@@ -205,8 +236,16 @@ impl Problem {
         self
     }
 
+    /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
+        self
+    }
+
+    /// Records the underlying error, which the pipeline logs with the
+    /// request's id when it answers.
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
         self
     }
 
@@ -218,6 +257,7 @@ impl Problem {
         )
     }
 
+    /// The HTTP status of the answer, set by its kind.
     pub fn status(&self) -> StatusCode {
         self.kind.status()
     }

@@ -1,19 +1,26 @@
 //! The little a store needs from a SQL database, so one store serves Spin's
 //! SQLite, Spin's PostgreSQL and, in native tests, a real SQLite file.
 
+use crate::problem::{Problem, ProblemKind};
 use std::fmt;
 
 /// A parameter or column value. Both backends take and give these five.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqlValue {
+    /// SQL `NULL`, e.g. an order created without an idempotency key.
     Null,
+    /// A 64-bit integer, the widest both backends share.
     Integer(i64),
+    /// A double-precision float.
     Real(f64),
+    /// UTF-8 text; PostgreSQL parameters are all bound this way.
     Text(String),
+    /// Raw bytes.
     Blob(Vec<u8>),
 }
 
 impl SqlValue {
+    /// The text, if this is text: how the store reads its columns.
     pub fn as_text(&self) -> Option<&str> {
         match self {
             SqlValue::Text(s) => Some(s),
@@ -21,6 +28,7 @@ impl SqlValue {
         }
     }
 
+    /// The integer, if this is one: how the migrations read the schema version.
     pub fn as_integer(&self) -> Option<i64> {
         match self {
             SqlValue::Integer(i) => Some(*i),
@@ -44,7 +52,9 @@ impl From<String> for SqlValue {
 /// Which SQL the store writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
+    /// Spin's SQLite, or a SQLite file in native tests: `?` placeholders.
     Sqlite,
+    /// Spin's PostgreSQL: `$n` placeholders, parameters cast from text.
     Postgres,
 }
 
@@ -76,9 +86,26 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
+/// The answer to a store failure, so a route's logic writes `?`: `503` when
+/// the database is away or busy, `500` otherwise; the cause goes to the
+/// request's log line only.
+impl From<DbError> for Problem {
+    fn from(error: DbError) -> Self {
+        let problem = match error {
+            DbError::Unavailable(_) | DbError::Locked(_) => Problem::new(
+                ProblemKind::DependencyUnavailable,
+                "the database is not answering; retry later",
+            ),
+            DbError::Conflict(_) | DbError::Failed(_) => Problem::internal(),
+        };
+        problem.with_cause(error)
+    }
+}
+
 /// A connection. Parameters are always bound, never spliced into the text.
 #[allow(async_fn_in_trait)]
 pub trait Database {
+    /// Which SQL to send it, since placeholders and types differ.
     fn dialect(&self) -> Dialect;
 
     /// Runs a statement; returns the number of rows it changed.

@@ -61,6 +61,8 @@ impl Schema {
         errors
     }
 
+    /// Whether `instance` passes, stopping at the first failure instead of
+    /// listing them all.
     pub fn is_valid(&self, instance: &Value) -> bool {
         self.iter_errors(instance).next().is_none()
     }

@@ -9,7 +9,7 @@ use http::{Request, Response};
 use kit::config::Config;
 use kit::contract::{CREATE_ORDER, GET_ORDER, HEALTH};
 use kit::orders::{self, NewOrder, OrderStore};
-use kit::pipeline::{Ctx, serve, serve_at};
+use kit::pipeline::{Ctx, Incoming, serve_empty, serve_json};
 use kit::sql::{Database, Dialect, SqlValue};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -81,12 +81,9 @@ fn post_as(
         head = head.header("idempotency-key", key);
     }
     let head = head.body(()).unwrap().into_parts().0;
-    block_on(serve_at(
-        now,
+    block_on(serve_json(
         &CREATE_ORDER,
-        head,
-        Bytes::from(body.to_string()),
-        Ok(config()),
+        Incoming::new(head, Bytes::from(body.to_string()), Ok(config())).at(now),
         async |ctx: &Ctx, order: NewOrder| orders::create(ctx, store, order).await,
     ))
 }
@@ -103,13 +100,13 @@ fn get_as(store: &OrderStore<Sqlite>, user: &str, id: &str) -> Response<Bytes> {
         .unwrap()
         .into_parts()
         .0;
-    block_on(serve_at(
-        noon(),
+    block_on(serve_empty(
         &GET_ORDER,
-        head,
-        Bytes::new(),
-        Ok(config()),
-        async |ctx: &Ctx, (): ()| orders::get(ctx, store).await,
+        Incoming::new(head, Bytes::new(), Ok(config())).at(noon()),
+        async |ctx: &Ctx| {
+            let id = orders::order_id(ctx)?;
+            orders::get(ctx, store, id).await
+        },
     ))
 }
 
@@ -191,12 +188,10 @@ fn missing_table_is_an_internal_error_and_health_says_failing() {
     );
 
     let head = Request::get("/healthz").body(()).unwrap().into_parts().0;
-    let health = block_on(serve(
+    let health = block_on(serve_empty(
         &HEALTH,
-        head,
-        Bytes::new(),
-        Ok(Config::default()),
-        async |ctx: &Ctx, (): ()| {
+        Incoming::new(head, Bytes::new(), Ok(Config::default())),
+        async |ctx: &Ctx| {
             Ok(orders::health(
                 ctx,
                 Ok(OrderStore::new(Sqlite(rusqlite::Connection::open(&path).unwrap()))),
@@ -361,11 +356,9 @@ fn missing_token_is_401_before_the_body_is_read() {
         .unwrap()
         .into_parts()
         .0;
-    let r = block_on(serve(
+    let r = block_on(serve_json(
         &CREATE_ORDER,
-        head,
-        Bytes::from_static(b"x"),
-        Ok(config()),
+        Incoming::new(head, Bytes::from_static(b"x"), Ok(config())),
         async |ctx: &Ctx, order: NewOrder| orders::create(ctx, &store, order).await,
     ));
     assert_eq!(r.status(), 401);

@@ -11,7 +11,7 @@ const DOCUMENT: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    kit::spin::serve(&kit::contract::OPENAPI, request, async |_ctx: &Ctx, (): ()| {
+    kit::spin::serve_empty(&kit::contract::OPENAPI, request, async |_ctx: &Ctx| {
         Ok(json_bytes(StatusCode::OK, Bytes::from_static(DOCUMENT.as_bytes())))
     })
     .await

@@ -7,13 +7,11 @@ use spin_sdk::http_service;
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    kit::spin::serve(
+    kit::spin::serve_json(
         &kit::contract::CREATE_ORDER,
         request,
         async |ctx: &Ctx, order: NewOrder| {
-            let store = kit::spin::order_store(&ctx.config)
-                .await
-                .map_err(|e| orders::store_problem(ctx, e))?;
+            let store = kit::spin::order_store(&ctx.config).await?;
             orders::create(ctx, &store, order).await
         },
     )

@@ -7,12 +7,11 @@ use spin_sdk::http_service;
 
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
-    kit::spin::serve(&kit::contract::GET_ORDER, request, async |ctx: &Ctx, (): ()| {
-        orders::order_id(ctx)?;
-        let store = kit::spin::order_store(&ctx.config)
-            .await
-            .map_err(|e| orders::store_problem(ctx, e))?;
-        orders::get(ctx, &store).await
+    kit::spin::serve_empty(&kit::contract::GET_ORDER, request, async |ctx: &Ctx| {
+        // A malformed id is 400 before the database is touched.
+        let id = orders::order_id(ctx)?;
+        let store = kit::spin::order_store(&ctx.config).await?;
+        orders::get(ctx, &store, id).await
     })
     .await
 }

@@ -1,12 +1,12 @@
 //! The memory all instances of the image component on one host may hold.
 //!
-//! Each resize keeps to its own [`super::MEMORY_BUDGET`], but Spin gives
-//! each concurrent request its own instance and reuses an instance for the
-//! requests that follow, and a WebAssembly memory never shrinks: an instance
-//! that once decoded a 16 MP image keeps its 150 MiB for as long as it lives,
-//! whatever it serves next. Measured before this module (`spin up`, 8
-//! clients sending 2 KB 4000x4000 PNGs to resize to 4096x4096): 1.2 GB RSS
-//! while they ran, back to 330 MB a second after they stopped.
+//! Each resize keeps to its own [`super::MEMORY_BUDGET`], but Spin reuses
+//! an instance for many requests in turn, and a WebAssembly memory never
+//! shrinks: an instance that once decoded a 16 MP image keeps its 150 MiB
+//! for as long as it lives, whatever it serves next. Measured before this
+//! module (`spin up`, 8 clients sending 2 KB 4000x4000 PNGs to resize to
+//! 4096x4096): 1.2 GB RSS while they ran, back to 330 MB a second after
+//! they stopped.
 //!
 //! So the bound is on what instances *hold*, not only on what requests are
 //! doing. Instances share no memory; they meet in the host's SQLite

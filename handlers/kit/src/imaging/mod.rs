@@ -2,13 +2,21 @@
 //! JPEG, PNG or WebP, apply its EXIF orientation, resize it and encode it
 //! again, with every limit of issue 4 enforced before the memory is spent.
 //!
-//! Plain Rust over byte slices, so it is tested natively; [`route`] turns HTTP
-//! requests into calls of [`resize`].
+//! Plain Rust over byte slices, so it is tested natively; [`route`] turns an
+//! HTTP request into a [`Job`] ([`prepare`]), admits it against the host's
+//! [`budget`] and runs it ([`Job::run`]).
 //!
 //! Choices (measured; see the closing note of issue 4):
-//! - decoders: the `image` crate with only its JPEG (zune-jpeg), PNG and WebP
-//!   codecs; it reads the header first, so the pixel cap is checked before any
-//!   pixel buffer exists, and its [`Limits`] bound what a decoder may allocate;
+//! - header: the `image` crate, with only its JPEG, PNG and WebP codecs,
+//!   sniffs the format and reads the header first, so the pixel cap and the
+//!   memory budget are checked before any pixel buffer exists;
+//! - decoders: JPEG through `jpeg-decoder`, giving way as it reads, at 1/2,
+//!   1/4 or 1/8 scale when the output is that much smaller (sharp's
+//!   shrink-on-load); PNG through the `png` crate row by row, giving way
+//!   between rows (`png_rows`); WebP through `image` (`image-webp`) in one
+//!   call, its [`Limits`] bounding what it may allocate. `image`'s own JPEG
+//!   decoder (zune-jpeg) decodes only what `jpeg-decoder` does not take
+//!   (CMYK);
 //! - resizer: `fast_image_resize`, Lanczos3 like `sharp`, alpha premultiplied;
 //! - encoders: libwebp for lossy WebP (see [`webp`]), the `image` crate's
 //!   pure-Rust JPEG and PNG encoders.
@@ -76,15 +84,20 @@ pub enum Fit {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// Lossy WebP (libwebp), the smallest of the three: the default.
     #[default]
     Webp,
+    /// Baseline JPEG, for clients without WebP; no alpha (flattened on black).
     Jpeg,
+    /// Lossless PNG, alpha kept; `quality` does not apply.
     Png,
 }
 
 impl Format {
+    /// Every format, in the order of preference that breaks ties in `Accept`.
     pub const ALL: [Format; 3] = [Format::Webp, Format::Jpeg, Format::Png];
 
+    /// The `Content-Type` of a raw answer in this format.
     pub fn media_type(self) -> &'static str {
         match self {
             Format::Webp => "image/webp",
@@ -105,9 +118,13 @@ pub const DEFAULT_QUALITY: u8 = 85;
 /// so the ranges of the schema hold; [`resize`] still refuses a zero side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
+    /// The box's width in pixels, as displayed (after EXIF orientation).
     pub width: u32,
+    /// The box's height in pixels, as displayed (after EXIF orientation).
     pub height: u32,
+    /// How the image fills the box.
     pub fit: Fit,
+    /// The encoding of the result.
     pub format: Format,
     /// 1..=100; used by WebP and JPEG, ignored by PNG (lossless).
     pub quality: u8,
@@ -116,9 +133,13 @@ pub struct Params {
 /// An encoded result.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resized {
+    /// The encoded image: the raw answer, or the base64 of the JSON one.
     pub bytes: Vec<u8>,
+    /// The encoding of `bytes`.
     pub format: Format,
+    /// The output's width: under the box's for `inside` if the aspect says so.
     pub width: u32,
+    /// The output's height: under the box's for `inside` if the aspect says so.
     pub height: u32,
 }
 
@@ -130,12 +151,27 @@ pub enum ImagingError {
     /// Not a JPEG, PNG or WebP (the name of what it is, when known).
     Unsupported(String),
     /// The header declares more than [`MAX_PIXELS`].
-    TooManyPixels { width: u32, height: u32 },
+    TooManyPixels {
+        /// The declared width, named in the answer's detail.
+        width: u32,
+        /// The declared height, named in the answer's detail.
+        height: u32,
+    },
     /// The work would need more than [`MEMORY_BUDGET`] bytes at its peak.
-    TooMuchMemory { width: u32, height: u32, bytes: u64 },
+    TooMuchMemory {
+        /// The image's width, named in the answer's detail.
+        width: u32,
+        /// The image's height, named in the answer's detail.
+        height: u32,
+        /// The estimated peak, so the detail can say how far over it is.
+        bytes: u64,
+    },
     /// The work fits [`MEMORY_BUDGET`], but the instance may not grow to
     /// hold it (the host limits an instance's memory).
-    InstanceTooSmall { bytes: u64 },
+    InstanceTooSmall {
+        /// The job's estimated peak, input included, that the allocator refused.
+        bytes: u64,
+    },
     /// Truncated or corrupt data, or a decoder that would allocate too much.
     Corrupt(String),
     /// The parameters cannot be honoured (a zero or too large side).

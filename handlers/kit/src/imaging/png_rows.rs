@@ -15,7 +15,7 @@ use std::io::Cursor;
 
 /// Decoded bytes between two pauses: about a millisecond of inflating and
 /// unfiltering in the component.
-pub const PAUSE_BYTES: usize = 256 * 1024;
+pub(super) const PAUSE_BYTES: usize = 256 * 1024;
 
 /// Decodes `input` (a PNG whose header [`super::open`] has accepted), calling
 /// `pause` every [`PAUSE_BYTES`] of decoded rows.

@@ -1,13 +1,14 @@
-//! `POST /images/resize` from admitted request to answer
-//! ([`crate::contract::RESIZE_IMAGE`]). The pipeline has already checked the
-//! method, the media type, the body size and the schema (of the JSON body, or
-//! of the query parameters of the binary form); what is left is the image.
+//! `POST /images/resize` and `POST /images/resize/raw` from admitted request
+//! to answer ([`crate::contract::RESIZE_IMAGE`],
+//! [`crate::contract::RESIZE_IMAGE_RAW`]). The pipeline has already checked
+//! the method, the media type, the body size and the schema (of the JSON
+//! body, or of the query parameters of the raw form); what is left is the
+//! image.
 
 use super::budget::{RETRY_AFTER_SECONDS, Refusal, SHARED_MEMORY_BUDGET, SharedBudget, UNTRACKED_BYTES};
 use super::footprint::Footprint;
 use super::{DEFAULT_QUALITY, Fit, Format, ImagingError, MAX_IMAGE_BYTES, Params};
-use crate::orders::store_problem;
-use crate::pipeline::{Ctx, json};
+use crate::pipeline::{Ctx, RawBody, json};
 use crate::problem::{FieldError, Problem, ProblemKind};
 use crate::sql::Database;
 use base64::DecodeError;
@@ -17,22 +18,35 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::Deserialize;
-use std::borrow::Cow;
 
-/// The JSON body, or the query parameters of the binary form (which has no
-/// `imageData`: the body is the image). Optional fields take the schema's
-/// defaults (a test keeps the two equal).
+/// The JSON body of `POST /images/resize`: the image in base64 and the
+/// options.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResizeRequest {
-    #[serde(default)]
-    pub image_data: Option<String>,
+    /// The image, base64 (padding optional).
+    pub image_data: String,
+    /// Everything but the image.
+    #[serde(flatten)]
+    pub options: ResizeOptions,
+}
+
+/// What to make of the image: the query parameters of the raw form, the
+/// other fields of the JSON form. Optional fields take the schema's
+/// defaults (a test keeps the two equal).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeOptions {
+    /// Target width in pixels.
     pub width: u32,
+    /// Target height in pixels.
     pub height: u32,
+    /// How the image fills the target box.
     #[serde(default)]
     pub fit: Fit,
-    /// Absent: webp for JSON, the best of `Accept` for the binary form.
+    /// Absent: webp for JSON, the best of `Accept` for the raw form.
     pub format: Option<Format>,
+    /// Encoder quality for JPEG and lossy WebP, 1-100.
     pub quality: Option<u8>,
 }
 
@@ -44,18 +58,53 @@ const BASE64_IN: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Resizes the image of an admitted request once `budget` has room for
-/// what the instance will hold at the job's peak (else `503` with
-/// `Retry-After`), then records what the instance holds; `pause` as in
-/// [`super::Job::run`].
-pub async fn resize<D: Database>(
+/// `POST /images/resize`: the image decoded from base64, resized (see
+/// [`resize`]), answered as `{"image": base64}`.
+pub async fn resize_json<D: Database>(
     ctx: &Ctx,
     request: ResizeRequest,
     budget: &SharedBudget<D>,
     pause: &mut dyn FnMut(),
 ) -> Result<Response<Bytes>, Problem> {
+    let image = decode_base64(&request.image_data)?;
+    let format = request.options.format.unwrap_or_default();
+    let resized = resize(ctx, &image, &request.options, format, budget, pause).await?;
+    let image = STANDARD.encode(&resized);
+    Ok(json(StatusCode::OK, &serde_json::json!({ "image": image })))
+}
+
+/// `POST /images/resize/raw`: the body resized (see [`resize`]) into the
+/// format asked for, else the best of `Accept`, answered as the image.
+pub async fn resize_raw<D: Database>(
+    ctx: &Ctx,
+    options: ResizeOptions,
+    image: RawBody,
+    budget: &SharedBudget<D>,
+    pause: &mut dyn FnMut(),
+) -> Result<Response<Bytes>, Problem> {
+    let format = options.format.unwrap_or_else(|| negotiate(&ctx.head.headers));
+    let resized = resize(ctx, &image.bytes, &options, format, budget, pause).await?;
+    let mut response = Response::new(Bytes::from(resized));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
+    // The format may have come from Accept: caches must key on it.
+    headers.insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
+}
+
+/// Resizes `image` once `budget` has room for what the instance will hold
+/// at the job's peak (else `503` with `Retry-After`), then records what the
+/// instance holds; `pause` as in [`super::Job::run`]. The encoded bytes.
+async fn resize<D: Database>(
+    ctx: &Ctx,
+    image: &[u8],
+    options: &ResizeOptions,
+    format: Format,
+    budget: &SharedBudget<D>,
+    pause: &mut dyn FnMut(),
+) -> Result<Vec<u8>, Problem> {
     let mut claimed = false;
-    let answer = resize_within(ctx, request, budget, &mut claimed, pause).await;
+    let answer = resize_within(ctx, image, options, format, budget, &mut claimed, pause).await;
     // Whatever the answer, the row of an instance that holds more than the
     // untracked allowance (or claimed more) now says what it holds, renewed:
     // a memory grown by this job stays grown.
@@ -73,28 +122,19 @@ pub async fn resize<D: Database>(
 
 async fn resize_within<D: Database>(
     ctx: &Ctx,
-    request: ResizeRequest,
+    image: &[u8],
+    options: &ResizeOptions,
+    format: Format,
     budget: &SharedBudget<D>,
     claimed: &mut bool,
     pause: &mut dyn FnMut(),
-) -> Result<Response<Bytes>, Problem> {
-    let (image, binary) = match (&ctx.raw, &request.image_data) {
-        (Some(raw), _) => (Cow::Borrowed(raw.bytes.as_ref()), true),
-        (None, Some(text)) => (Cow::Owned(decode_base64(text)?), false),
-        // The schema requires imageData in the JSON form.
-        (None, None) => return Err(Problem::internal()),
-    };
-    let format = match request.format {
-        Some(format) => format,
-        None if binary => negotiate(&ctx.head.headers),
-        None => Format::default(),
-    };
+) -> Result<Vec<u8>, Problem> {
     let params = Params {
-        width: request.width,
-        height: request.height,
-        fit: request.fit,
+        width: options.width,
+        height: options.height,
+        fit: options.fit,
         format,
-        quality: request.quality.unwrap_or(DEFAULT_QUALITY),
+        quality: options.quality.unwrap_or(DEFAULT_QUALITY),
     };
     let refused = |e: ImagingError| {
         if matches!(e, ImagingError::Encode(_)) {
@@ -103,30 +143,17 @@ async fn resize_within<D: Database>(
         }
         problem(e)
     };
-    let job = super::prepare(&image, &params).map_err(refused)?;
+    let job = super::prepare(image, &params).map_err(refused)?;
     let at_peak = Footprint::now().with_job(job.peak_bytes());
     if at_peak > UNTRACKED_BYTES {
         match budget.claim(at_peak).await {
             Ok(()) => *claimed = true,
             Err(Refusal::Busy) => return Err(busy()),
-            Err(Refusal::Database(e)) => return Err(store_problem(ctx, e)),
+            Err(Refusal::Database(e)) => return Err(e.into()),
         }
     }
     job.fits_in_instance().map_err(refused)?;
-    let resized = job.run(pause).map_err(refused)?;
-    if !binary {
-        let image = STANDARD.encode(&resized.bytes);
-        return Ok(json(StatusCode::OK, &serde_json::json!({ "image": image })));
-    }
-    let mut response = Response::new(Bytes::from(resized.bytes));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(resized.format.media_type()),
-    );
-    // The format may have come from Accept: caches must key on it.
-    headers.insert(header::VARY, HeaderValue::from_static("accept"));
-    Ok(response)
+    Ok(job.run(pause).map_err(refused)?.bytes)
 }
 
 /// Decodes `imageData`, refusing an oversized image from its length alone.

@@ -15,7 +15,7 @@ use fast_image_resize::{CropBox, FilterType, MulDiv, PixelType, ResizeAlg, Resiz
 
 /// Output pixels resized between two pauses: about a millisecond of work in
 /// the component for a moderate downscale.
-pub const STRIP_PIXELS: u32 = 64 * 1024;
+pub(super) const STRIP_PIXELS: u32 = 64 * 1024;
 
 /// Resizes `source` to `size`, cropping the source to the output's aspect
 /// ratio first (centred) when `crop`, calling `pause` between strips.

@@ -1,17 +1,19 @@
 //! Test images, made in code rather than committed. Shared by the native
 //! tests (`imaging/tests.rs`) and the component tests
-//! (`tests/tests/suite/images_resize.rs`, which includes this file by path).
+//! (`tests/suite/images_resize.rs`; `tests/suite/main.rs` includes this file
+//! by path).
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 
 /// A smooth gradient, so lossy codecs behave as on photos.
-pub fn gradient(w: u32, h: u32) -> RgbImage {
+pub(crate) fn gradient(w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]))
 }
 
-pub fn jpeg(img: &RgbImage) -> Vec<u8> {
+/// `img` as a JPEG at quality 90.
+pub(crate) fn jpeg(img: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut out, 90)
         .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
@@ -19,7 +21,8 @@ pub fn jpeg(img: &RgbImage) -> Vec<u8> {
     out
 }
 
-pub fn png_rgba(img: &RgbaImage) -> Vec<u8> {
+/// `img` as an RGBA PNG, for the alpha paths.
+pub(crate) fn png_rgba(img: &RgbaImage) -> Vec<u8> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgba8)
@@ -27,7 +30,8 @@ pub fn png_rgba(img: &RgbaImage) -> Vec<u8> {
     out
 }
 
-pub fn png(img: &RgbImage) -> Vec<u8> {
+/// `img` as an RGB PNG.
+pub(crate) fn png(img: &RgbImage) -> Vec<u8> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)

@@ -3,12 +3,12 @@
 //! and a property test over hostile inputs of the decode path.
 
 use super::budget::{Refusal, SHARED_MEMORY_BUDGET, SharedBudget};
-use super::route::{ResizeRequest, decode_base64, negotiate};
+use super::route::{ResizeOptions, ResizeRequest, decode_base64, negotiate};
 use super::test_images::{gradient, jpeg, png, png_rgba};
 use super::*;
 use crate::config::Config;
-use crate::contract::resize_route;
-use crate::pipeline::{Ctx, serve};
+use crate::contract::{RESIZE_IMAGE, RESIZE_IMAGE_RAW, is_raw_resize};
+use crate::pipeline::{Ctx, Incoming, RawBody, serve_json, serve_raw};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use bytes::Bytes;
@@ -520,14 +520,27 @@ fn send(request: Request<Bytes>) -> (Response<Bytes>, Option<Value>) {
 }
 
 fn send_with(request: Request<Bytes>, budget: &SharedBudget<Sqlite>) -> (Response<Bytes>, Option<Value>) {
+    // As the handler dispatches (handlers/images-resize).
+    let raw = is_raw_resize(request.uri().path());
     let (head, body) = request.into_parts();
-    let response = futures::executor::block_on(serve(
-        resize_route(head.uri.path()),
-        head,
-        body,
-        Ok(Config::default()),
-        async |ctx: &Ctx, request: ResizeRequest| route::resize(ctx, request, budget, &mut || ()).await,
-    ));
+    let incoming = Incoming::new(head, body, Ok(Config::default()));
+    let response = futures::executor::block_on(async {
+        if raw {
+            serve_raw(
+                &RESIZE_IMAGE_RAW,
+                incoming,
+                async |ctx: &Ctx, options: ResizeOptions, image: RawBody| {
+                    route::resize_raw(ctx, options, image, budget, &mut || ()).await
+                },
+            )
+            .await
+        } else {
+            serve_json(&RESIZE_IMAGE, incoming, async |ctx: &Ctx, request: ResizeRequest| {
+                route::resize_json(ctx, request, budget, &mut || ()).await
+            })
+            .await
+        }
+    });
     let value = serde_json::from_slice(response.body()).ok();
     (response, value)
 }

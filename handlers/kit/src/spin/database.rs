@@ -17,7 +17,7 @@
 //! the store is safe to run twice: inserts carry their own primary key and
 //! `ON CONFLICT DO NOTHING`, the rest read or clear idempotency keys.
 
-use crate::config::{Config, Database as DatabaseConfig};
+use crate::config::{Config, DatabaseConfig};
 use crate::durability::Durability;
 use crate::migrations::retry_while_locked;
 use crate::orders::OrderStore;
@@ -130,7 +130,7 @@ async fn open_and_migrate(config: &InstanceDatabase) -> Result<Rc<SpinDatabase>,
             SpinDatabase::Postgres(pg::Connection::open(url.expose()).await.map_err(pg_error)?)
         }
     };
-    let now = crate::log::now_rfc3339();
+    let now = crate::time::now();
     crate::migrations::migrate(&connection, &now).await?;
     if let SpinDatabase::Sqlite(_) = connection {
         crate::durability::apply(&connection, config.durability).await?;
@@ -140,7 +140,9 @@ async fn open_and_migrate(config: &InstanceDatabase) -> Result<Rc<SpinDatabase>,
 
 /// A database reached through a Spin interface.
 pub enum SpinDatabase {
+    /// Spin's SQLite interface (a label in the component's `sqlite_databases`).
     Sqlite(sqlite::Connection),
+    /// Spin's PostgreSQL interface (a host in `allowed_outbound_hosts`).
     Postgres(pg::Connection),
 }
 

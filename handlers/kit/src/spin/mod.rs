@@ -21,26 +21,63 @@ pub use database::order_store;
 #[cfg(feature = "imaging")]
 pub use image_budget::image_budget;
 
-use crate::contract::Route;
-use crate::pipeline::{self, BodyError, BodySource, Ctx};
+use crate::contract::{EmptyRoute, JsonRoute, RawRoute};
+use crate::pipeline::{self, BodyError, BodySource, Ctx, Incoming, RawBody};
 use crate::problem::Problem;
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body_util::{BodyExt, Full};
 use serde::de::DeserializeOwned;
 
-/// Runs `logic` for `route` under the full HTTP contract; the answer is ready
-/// to return from an `#[http_service]` function.
-pub async fn serve<T, F>(route: &'static Route, request: spin_sdk::http::Request, logic: F) -> Response<Full<Bytes>>
+/// A Spin request as the pipeline's [`Incoming`], with the component's config.
+async fn incoming<B>(request: http::Request<B>) -> Incoming<SpinBody<B>> {
+    let config = config().await;
+    let (head, body) = request.into_parts();
+    Incoming::new(head, SpinBody(body), config)
+}
+
+/// Serves a route without a body ([`pipeline::serve_empty`]); the answer
+/// is ready to return from an `#[http_service]` function.
+pub async fn serve_empty<F>(
+    route: &'static EmptyRoute,
+    request: spin_sdk::http::Request,
+    logic: F,
+) -> Response<Full<Bytes>>
+where
+    F: AsyncFnOnce(&Ctx) -> Result<Response<Bytes>, Problem>,
+{
+    let incoming = incoming(request).await;
+    pipeline::serve_empty(route, incoming, logic).await.map(Full::new)
+}
+
+/// Serves a route taking a JSON body ([`pipeline::serve_json`]), streamed
+/// from the host within the route's limit.
+pub async fn serve_json<T, F>(
+    route: &'static JsonRoute,
+    request: spin_sdk::http::Request,
+    logic: F,
+) -> Response<Full<Bytes>>
 where
     T: DeserializeOwned,
     F: AsyncFnOnce(&Ctx, T) -> Result<Response<Bytes>, Problem>,
 {
-    let config = config().await;
-    let (head, body) = request.into_parts();
-    pipeline::serve(route, head, Incoming(body), config, logic)
-        .await
-        .map(Full::new)
+    let incoming = incoming(request).await;
+    pipeline::serve_json(route, incoming, logic).await.map(Full::new)
+}
+
+/// Serves a route taking a raw body ([`pipeline::serve_raw`]), streamed
+/// from the host within the route's limit.
+pub async fn serve_raw<P, F>(
+    route: &'static RawRoute,
+    request: spin_sdk::http::Request,
+    logic: F,
+) -> Response<Full<Bytes>>
+where
+    P: DeserializeOwned,
+    F: AsyncFnOnce(&Ctx, P, RawBody) -> Result<Response<Bytes>, Problem>,
+{
+    let incoming = incoming(request).await;
+    pipeline::serve_raw(route, incoming, logic).await.map(Full::new)
 }
 
 /// Gives the thread back to Spin for a moment, for CPU-bound work to call
@@ -54,9 +91,10 @@ pub fn give_way() {
     spin_sdk::wit_bindgen::yield_blocking();
 }
 
-struct Incoming<B>(B);
+/// The host's body stream, read within a limit.
+struct SpinBody<B>(B);
 
-impl<B> BodySource for Incoming<B>
+impl<B> BodySource for SpinBody<B>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,

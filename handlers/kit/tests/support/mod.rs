@@ -2,4 +2,4 @@
 
 use kit::sql::{Database, DbError, Dialect, SqlValue};
 
-pub mod sqlite;
+pub(crate) mod sqlite;

@@ -9,7 +9,7 @@ use super::{Database, DbError, Dialect, SqlValue};
 use rusqlite::types::{Value as RValue, ValueRef};
 
 /// A connection to a SQLite file.
-pub struct Sqlite(pub rusqlite::Connection);
+pub(crate) struct Sqlite(pub(crate) rusqlite::Connection);
 
 fn params(values: &[SqlValue]) -> Vec<RValue> {
     values
