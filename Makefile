@@ -15,7 +15,7 @@ RUNNER := target/release/runner
 # tools (a narrower `-p runner` would unify differently and rebuild it all).
 NATIVE := --release -p kit -p runner -p component-tests -p imaging-bench --features kit/imaging
 SPIN := $(shell command -v spin 2>/dev/null)
-# The HTTP-level component suite (tests/tests/suite/), run again on real Spin.
+# The HTTP-level component suite (tests/suite/), run again on real Spin.
 COMPONENT_TESTS := --test suite
 
 # The instance settings `make up` serves with, on either engine; the bench
@@ -36,7 +36,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
+.PHONY: help test-quick prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -56,6 +56,16 @@ docs-assets: handlers/docs/web/node_modules/.package-lock.json
 
 handlers/docs/web/node_modules/.package-lock.json: handlers/docs/web/package-lock.json
 	npm ci --prefix handlers/docs/web --ignore-scripts --no-audit --no-fund
+
+## help: this list
+help:
+	@awk '/^## [a-z-]+:/ { sub(/^## /, ""); printf "\n  make %s\n", $$0; next } /^## / { sub(/^## /, "    "); print }' $(MAKEFILE_LIST)
+
+## test-quick: the quick loop: kit's native tests (the contract, orders on
+## SQLite, imaging, route consistency) and the runner's unit tests; seconds
+## once built, no components, no engines
+test-quick:
+	cargo test $(NATIVE) --lib --test orders_sqlite --test image_budget --test route_consistency
 
 ## test: native unit tests, the runner's own tests, and the component suite
 ## over HTTP on the runner and on real `spin up` (when `spin` is on PATH),
@@ -144,12 +154,13 @@ target/deploy-venv/.installed: deploy/requirements.txt
 # The Node.js service the app replaces: when it is here (and node and the
 # PostgreSQL server binaries are), the bench runs it beside the app in the
 # same run, on a throwaway PostgreSQL server (fsync on), as it always runs.
-NODE_BASELINE := $(and $(wildcard ../shared/node-baseline/server.js),$(wildcard /usr/lib/postgresql/*/bin/initdb),$(shell command -v node 2>/dev/null))
+BENCH_NODE_DIR ?= ../shared/node-baseline
+NODE_BASELINE := $(and $(wildcard $(BENCH_NODE_DIR)/server.js),$(wildcard /usr/lib/postgresql/*/bin/initdb),$(shell command -v node 2>/dev/null))
 
 ## bench: every route under load on loopback (wrk), beside a no-op component and
-## the Node.js service (same run, same scenarios, when ../shared/node-baseline is
-## here); table on stdout, bench/results/latest.json. SMOKE=1: ~1 s per
-## scenario. BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
+## the Node.js service (same run, same scenarios, when BENCH_NODE_DIR holds it);
+## table on stdout, bench/results/latest.json. SMOKE=1: ~1 s per scenario.
+## BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
 bench: build bench-tools
 ifneq ($(NODE_BASELINE),)
 	TEST_PG_FSYNC=on tests/postgres.sh sh -c 'SMOKE="$(SMOKE)" BENCH_NODE_DATABASE_URL="$$TEST_DATABASE_URL" python3 bench/bench.py'

@@ -4,9 +4,11 @@
 Starts the app (the project's runner, or `spin up` with BENCH_ENGINE=spin),
 seeds orders, drives each scenario for a bounded time and prints a table
 (requests/s, p50, p99, errors, CPU of the runtime and of wrk) beside the
-Node.js service's figures, then writes bench/results/latest.json. A scenario
-that sees a status code it does not expect (or socket errors) makes the run
-fail loudly: its numbers would be nonsense.
+Node.js service's figures, then writes bench/results/latest.json
+(latest-postgres.json with BENCH_DATABASE_URL). A scenario that sees a
+status code it does not expect (or socket errors) makes the run fail
+loudly: its numbers would be nonsense. main() lists the steps in order;
+each step's docstring says what it measures and why.
 
 Environment (all optional):
   SMOKE=1              about a second per scenario (CI), no warm-up
@@ -161,30 +163,27 @@ def cpu_seconds(pid):
     return total / TICK
 
 
-def peak_rss_mib(pid):
-    """VmHWM summed over the process tree, in MiB."""
+def status_mib(pid, field):
+    """A kB field of /proc/PID/status summed over the process tree, in MiB."""
     kib = 0
     for p in proc_tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
-                m = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
+                m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
             kib += int(m.group(1)) if m else 0
         except OSError:
             pass
     return kib / 1024
+
+
+def peak_rss_mib(pid):
+    """VmHWM summed over the process tree, in MiB."""
+    return status_mib(pid, "VmHWM")
 
 
 def rss_mib(pid):
     """VmRSS summed over the process tree, in MiB (now, not the peak)."""
-    kib = 0
-    for p in proc_tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                m = re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M)
-            kib += int(m.group(1)) if m else 0
-        except OSError:
-            pass
-    return kib / 1024
+    return status_mib(pid, "VmRSS")
 
 
 def uploads(port, pid, headers, clients=32, size=60 << 20):
@@ -596,8 +595,22 @@ def cheapest_path(route):
 # --- the run -------------------------------------------------------------------
 
 
-def main():
-    started = time.time()
+# Where the binary resize scenarios send the photo: a 256x256 WebP back.
+RESIZE_RAW_PATH = "/images/resize/raw?width=256&height=256"
+
+
+class Traffic:
+    """What the app's scenarios send, made while seeding: the bearer header,
+    the valid and invalid order bodies, the seeded orders' paths and, when
+    the app has the resize component, the test photo raw and as JSON."""
+
+    def __init__(self, auth, valid, invalid, get_paths, has_resize, resize_bin=None, resize_json=None):
+        self.auth, self.valid, self.invalid, self.get_paths = auth, valid, invalid, get_paths
+        self.has_resize, self.resize_bin, self.resize_json = has_resize, resize_bin, resize_json
+
+
+def prepare_run():
+    """Checks BENCH_ENGINE, installs wrk, empties results/run/: fail before any work, keep only this run's logs."""
     if ENGINE not in ("runner", "spin"):
         die(f"BENCH_ENGINE must be runner or spin, not {ENGINE!r}")
     if ENGINE == "spin" and not shutil.which("spin"):
@@ -607,6 +620,9 @@ def main():
     shutil.rmtree(RUN, ignore_errors=True)
     os.makedirs(RUN)
 
+
+def locate_components():
+    """(app manifest, component sizes); dies naming the build step when one is missing: measure what is built."""
     with open(os.path.join(ROOT, "spin.toml"), "rb") as f:
         app = tomllib.load(f)
     with open(os.path.join(BENCH, "spin.toml"), "rb") as f:
@@ -621,18 +637,27 @@ def main():
             wasm[cid] = {"path": os.path.relpath(path, ROOT), "bytes": os.path.getsize(path)}
     if ENGINE == "runner" and not os.path.exists(RUNNER):
         die("target/release/runner is missing: `make runner` (or use `make bench`)")
-    has_resize = "images-resize" in app["component"]
+    return app, wasm
 
+
+def app_env():
+    """The servers' environment: a fresh JWT secret, and BENCH_DATABASE_URL's database emptied of earlier runs."""
     env = dict(os.environ, SPIN_VARIABLE_JWT_SECRET=secrets.token_urlsafe(48))
     if DATABASE_URL:
         env.update(SPIN_VARIABLE_DATABASE_URL=DATABASE_URL, SPIN_VARIABLE_DB_HOST=db_host(DATABASE_URL))
         reset_postgres(DATABASE_URL)
-    bench = Bench()
+    return env
+
+
+def announce():
+    """Prints the run's settings before any measurement, so the log says what its numbers are of."""
     say(f"bench: engine={ENGINE}, orders in {BACKEND}, {SECONDS} s per scenario, c={CONNECTIONS}, "
         f"{os.cpu_count()} CPUs{', SMOKE' if SMOKE else ''}, up flags: {' '.join(UP_FLAGS) or 'none'}; "
         "logs in bench/results/run/")
 
-    # 1. The runtime's own ceiling: its built-in health route, and a no-op component.
+
+def runtime_ceiling(bench, env):
+    """Step 1: the runtime's own ceiling (health route, no-op component), the yardstick of the app's rows."""
     noop = Server("noop", os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env)
     noop.start("/noop", "start")
     bench.scenario("runtime", "GET /.well-known/spin/health (runtime, no component)", noop,
@@ -641,8 +666,11 @@ def main():
     noop_c1 = bench.scenario("noop-c1", "GET /noop, one connection", noop, "/noop", {200}, connections=1)
     noop_rss = noop.peak_rss_mib()
     noop.stop()
+    return base, noop_c1, noop_rss
 
-    # 2. The app: cold start without, then with, the compiled-component cache.
+
+def start_app(env):
+    """Step 2: the app's first start on an empty compiled-component cache, then a restart: both cold starts."""
     state = os.path.join(RUN, "state-app")
     # Both engines keep compiled components in wasmtime's cache, under
     # $XDG_CACHE_HOME/wasmtime: an empty one makes the first start a cold one.
@@ -654,10 +682,14 @@ def main():
     server.stop()
     cold = server.start("/healthz", "start")
     say(f"     first 200 after {cold_compile:.2f} s (empty cache), {cold:.3f} s (restart)")
+    return server, cold_compile, cold, compile_rss
 
-    # 3. Seed: a token and some orders, and check each route answers as the bench expects.
+
+def seed(server, has_resize):
+    """Step 3: a token, SEED_ORDERS orders and each route checked to answer as the scenarios expect."""
+    # The token is signed with the app's secret, from the server's environment.
     token = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "token.py"), "--user", USER,
-                            "--ttl", "7200"], env=env, check=True, capture_output=True,
+                            "--ttl", "7200"], env=server.env, check=True, capture_output=True,
                            text=True).stdout.strip()
     auth = f"Authorization: Bearer {token}"
     valid = json.dumps({"userId": USER, "items": [{"productId": "sku-42", "quantity": 2}]}).encode()
@@ -677,136 +709,153 @@ def main():
     if status != 400:
         die(f"the invalid order answered {status}, not 400: {body[:300]!r}")
     say(f"     seeded {len(ids)} orders")
+    resize_bin, resize_json = check_resize(server) if has_resize else (None, None)
+    return Traffic(auth, valid, invalid, [f"/orders/{i}" for i in ids], has_resize, resize_bin, resize_json)
 
-    resize_json = resize_bin = None
-    if has_resize:
-        if not os.path.exists(PHOTO_TOOL):
-            die("target/release/imaging-bench is missing (it writes the 1-megapixel test photo): "
-                "cargo build --release -p imaging-bench, or use `make bench`")
-        photo = os.path.join(RUN, "photo.jpg")
-        subprocess.run([PHOTO_TOOL, "input", photo], check=True)
-        with open(photo, "rb") as f:
-            resize_bin = f.read()
-        resize_json = json.dumps({"imageData": base64.b64encode(resize_bin).decode(),
-                                  "width": 256, "height": 256}).encode()
-        status, headers, body = request(server.port, "POST", "/images/resize", resize_json,
-                                        {"Content-Type": "application/json"}, timeout=60)
-        size = webp_size(base64.b64decode(json.loads(body)["image"])) if status == 200 else None
-        if size != (256, 256):
-            die(f"POST /images/resize (JSON) answered {status}, image {size}: {body[:300]!r}")
-        status, headers, body = request(server.port, "POST", "/images/resize/raw?width=256&height=256",
-                                        resize_bin, {"Content-Type": "image/jpeg"}, timeout=60)
-        if status != 200 or webp_size(body) != (256, 256):
-            die(f"POST /images/resize (binary) answered {status}, image {webp_size(body)}: {body[:300]!r}")
-        say(f"     resize checked: {len(resize_bin):,} byte JPEG -> 256x256 WebP of {len(body):,} bytes")
 
-    # 4. The routes.
+def check_resize(server):
+    """Writes the 1 MP test photo and checks both resize routes make it the 256x256 WebP the scenarios expect."""
+    if not os.path.exists(PHOTO_TOOL):
+        die("target/release/imaging-bench is missing (it writes the 1-megapixel test photo): "
+            "cargo build --release -p imaging-bench, or use `make bench`")
+    photo = os.path.join(RUN, "photo.jpg")
+    subprocess.run([PHOTO_TOOL, "input", photo], check=True)
+    with open(photo, "rb") as f:
+        resize_bin = f.read()
+    resize_json = json.dumps({"imageData": base64.b64encode(resize_bin).decode(),
+                              "width": 256, "height": 256}).encode()
+    status, headers, body = request(server.port, "POST", "/images/resize", resize_json,
+                                    {"Content-Type": "application/json"}, timeout=60)
+    size = webp_size(base64.b64decode(json.loads(body)["image"])) if status == 200 else None
+    if size != (256, 256):
+        die(f"POST /images/resize (JSON) answered {status}, image {size}: {body[:300]!r}")
+    status, headers, body = request(server.port, "POST", RESIZE_RAW_PATH,
+                                    resize_bin, {"Content-Type": "image/jpeg"}, timeout=60)
+    if status != 200 or webp_size(body) != (256, 256):
+        die(f"POST /images/resize (binary) answered {status}, image {webp_size(body)}: {body[:300]!r}")
+    say(f"     resize checked: {len(resize_bin):,} byte JPEG -> 256x256 WebP of {len(body):,} bytes")
+    return resize_bin, resize_json
+
+
+def route_scenarios(bench, server, traffic):
+    """Step 4: each route under load (resizes skipped without their component): the table's main rows."""
+    auth = traffic.auth
     bench.scenario("healthz", "GET /healthz", server, "/healthz", {200})
     healthz_c1 = bench.scenario("healthz-c1", "GET /healthz, one connection", server, "/healthz", {200},
                                 connections=1)
     bench.scenario("post-orders-valid", "POST /orders (valid)", server, "/orders", {201}, method="POST",
-                   body=valid, headers=("Content-Type: application/json", auth))
+                   body=traffic.valid, headers=("Content-Type: application/json", auth))
     bench.scenario("post-orders-invalid", "POST /orders (invalid, all 400)", server, "/orders", {400},
-                   method="POST", body=invalid, headers=("Content-Type: application/json", auth))
-    get_paths = [f"/orders/{i}" for i in ids]
-    get = bench.scenario("get-order", "GET /orders/:id", server, get_paths[0], {200}, headers=(auth,),
-                         paths=get_paths)
-    resize_args = dict(method="POST", body=resize_bin, headers=("Content-Type: image/jpeg",))
-    resize_path = "/images/resize/raw?width=256&height=256"
-    if has_resize:
+                   method="POST", body=traffic.invalid, headers=("Content-Type: application/json", auth))
+    get = bench.scenario("get-order", "GET /orders/:id", server, traffic.get_paths[0], {200}, headers=(auth,),
+                         paths=traffic.get_paths)
+    if traffic.has_resize:
+        resize_args = dict(method="POST", body=traffic.resize_bin, headers=("Content-Type: image/jpeg",))
         bench.scenario("resize-json", "POST /images/resize (JSON, 1 MP -> 256x256 WebP)", server,
-                       "/images/resize", {200}, method="POST", body=resize_json,
+                       "/images/resize", {200}, method="POST", body=traffic.resize_json,
                        headers=("Content-Type: application/json",))
         bench.scenario("resize-binary", "POST /images/resize (binary, 1 MP -> 256x256 WebP)", server,
-                       resize_path, {200}, **resize_args)
+                       RESIZE_RAW_PATH, {200}, **resize_args)
         bench.scenario("resize-binary-c4", "POST /images/resize (binary), 4 clients", server,
-                       resize_path, {200}, connections=4, **resize_args)
+                       RESIZE_RAW_PATH, {200}, connections=4, **resize_args)
     else:
         for key, form in (("resize-json", "JSON"), ("resize-binary", "binary"),
                           ("resize-binary-c4", "binary, 4 clients")):
             bench.skip(key, f"POST /images/resize ({form})", "not built: no images-resize component in spin.toml")
+    return healthz_c1, get
 
-    # 5. Isolation: the same GET while resizes saturate the CPU.
-    isolation = None
-    if has_resize:
-        loaded = bench.scenario("isolation", f"GET /orders/:id while resizing (c={RESIZE_CONNECTIONS} resizes)",
-                                server, get_paths[0], {200}, headers=(auth,), paths=get_paths,
-                                during=background_resizes(bench, server, resize_path, resize_bin, "image/jpeg"))
-        isolation = {
-            "get_unloaded_p99_ms": get["p99_ms"], "get_loaded_p99_ms": loaded["p99_ms"],
-            "p99_ratio": loaded["p99_ms"] / get["p99_ms"] if get["p99_ms"] else None,
-            "p50_ratio": loaded["p50_ms"] / get["p50_ms"] if get["p50_ms"] else None,
-            "get_rps_unloaded": get["rps"], "get_rps_loaded": loaded["rps"],
-            "resize_rps_meanwhile": loaded["background"]["rps"],
-        }
-        say(f"     GET p99 x{isolation['p99_ratio']:.1f} while resizing "
-            f"({loaded['background']['rps']:.0f} img/s meanwhile)")
-    else:
+
+def isolation_scenario(bench, server, traffic, get):
+    """Step 5: the same GET while resizes saturate the CPU: does one route's load slow another?"""
+    if not traffic.has_resize:
         bench.skip("isolation", "GET /orders/:id while resizing", "not built: no images-resize component")
+        return None
+    get_paths = traffic.get_paths
+    loaded = bench.scenario("isolation", f"GET /orders/:id while resizing (c={RESIZE_CONNECTIONS} resizes)",
+                            server, get_paths[0], {200}, headers=(traffic.auth,), paths=get_paths,
+                            during=background_resizes(bench, server, RESIZE_RAW_PATH, traffic.resize_bin,
+                                                      "image/jpeg"))
+    isolation = {
+        "get_unloaded_p99_ms": get["p99_ms"], "get_loaded_p99_ms": loaded["p99_ms"],
+        "p99_ratio": loaded["p99_ms"] / get["p99_ms"] if get["p99_ms"] else None,
+        "p50_ratio": loaded["p50_ms"] / get["p50_ms"] if get["p50_ms"] else None,
+        "get_rps_unloaded": get["rps"], "get_rps_loaded": loaded["rps"],
+        "resize_rps_meanwhile": loaded["background"]["rps"],
+    }
+    say(f"     GET p99 x{isolation['p99_ratio']:.1f} while resizing "
+        f"({loaded['background']['rps']:.0f} img/s meanwhile)")
+    return isolation
 
-    # 5b. Hostile bodies: 4 clients sending 5,000 unknown properties each to
-    # the 14 MiB JSON route (no authentication): every answer is a short
+
+def hostile_bodies_scenario(bench, server, traffic, get):
+    """Step 5b: the same GET while bodies of 5,000 unknown properties arrive: refusing must stay cheap."""
+    # The 14 MiB JSON route (no authentication): every answer is a short
     # 400 (the error list is capped); the same GET must stay cheap.
-    hostile = None
-    if has_resize:
-        members = ",".join(f'"p{i}":0' for i in range(5000))
-        hostile = get_beside(bench, server, "hostile",
-                             "GET /orders/:id while hostile bodies arrive (c=4, 5,000 errors each)",
-                             get, get_paths, auth,
-                             background_posts(bench, server, "/images/resize", f"{{{members}}}".encode(),
-                                              "application/json", 4, "400", "hostile"))
-        say(f"     GET p99 {get['p99_ms']:.1f} -> {hostile['get_loaded_p99_ms']:.1f} ms while "
-            f"{hostile['background_rps']:.0f} hostile bodies/s were refused; server RSS "
-            f"{hostile['server_rss_mib']:.0f} MiB")
-    else:
+    if not traffic.has_resize:
         bench.skip("hostile", "GET /orders/:id while hostile bodies arrive", "not built: no images-resize component")
+        return None
+    members = ",".join(f'"p{i}":0' for i in range(5000))
+    hostile = get_beside(bench, server, "hostile",
+                         "GET /orders/:id while hostile bodies arrive (c=4, 5,000 errors each)",
+                         get, traffic.get_paths, traffic.auth,
+                         background_posts(bench, server, "/images/resize", f"{{{members}}}".encode(),
+                                          "application/json", 4, "400", "hostile"))
+    say(f"     GET p99 {get['p99_ms']:.1f} -> {hostile['get_loaded_p99_ms']:.1f} ms while "
+        f"{hostile['background_rps']:.0f} hostile bodies/s were refused; server RSS "
+        f"{hostile['server_rss_mib']:.0f} MiB")
+    return hostile
 
-    # 5c. Hostile images: RESIZE_CONNECTIONS clients each sending a 2 KB
-    # bilevel 4000x4000 PNG to be resized to 4096x4096, about 150 MiB of
-    # pixels each: the shared budget (256 MiB of grown instances) admits one
-    # at a time and answers the rest 503 with Retry-After; decode and resize
-    # give way, so the same GET stays cheap.
-    hostile_images = None
-    if has_resize:
-        bomb = bilevel_png(4000, 4000)
-        hostile_images = get_beside(bench, server, "hostile-images",
-                                    f"GET /orders/:id while {len(bomb):,} B 16 MP PNGs are resized "
-                                    f"to 4096x4096 (c={RESIZE_CONNECTIONS})", get, get_paths, auth,
-                                    background_posts(bench, server, "/images/resize/raw?width=4096&height=4096",
-                                                     bomb, "image/png", RESIZE_CONNECTIONS, {"200", "503"},
-                                                     "hostile-images"))
-        say(f"     GET p99 {get['p99_ms']:.1f} -> {hostile_images['get_loaded_p99_ms']:.1f} ms while hostile PNGs "
-            f"were resized ({hostile_images['statuses']}); server RSS {hostile_images['server_rss_mib']:.0f} MiB")
-    else:
+
+def hostile_images_scenario(bench, server, traffic, get):
+    """Step 5c: the same GET while 2 KB PNGs of 16 MP are resized: the memory budget must bound them."""
+    # RESIZE_CONNECTIONS clients each send a 2 KB bilevel 4000x4000 PNG to be
+    # resized to 4096x4096, about 150 MiB of pixels each: the shared budget
+    # (256 MiB of grown instances) admits one at a time and answers the rest
+    # 503 with Retry-After; decode and resize give way, so the same GET
+    # stays cheap.
+    if not traffic.has_resize:
         bench.skip("hostile-images", "GET /orders/:id while hostile images are resized",
                    "not built: no images-resize component")
+        return None
+    bomb = bilevel_png(4000, 4000)
+    hostile_images = get_beside(bench, server, "hostile-images",
+                                f"GET /orders/:id while {len(bomb):,} B 16 MP PNGs are resized "
+                                f"to 4096x4096 (c={RESIZE_CONNECTIONS})", get, traffic.get_paths, traffic.auth,
+                                background_posts(bench, server, "/images/resize/raw?width=4096&height=4096",
+                                                 bomb, "image/png", RESIZE_CONNECTIONS, {"200", "503"},
+                                                 "hostile-images"))
+    say(f"     GET p99 {get['p99_ms']:.1f} -> {hostile_images['get_loaded_p99_ms']:.1f} ms while hostile PNGs "
+        f"were resized ({hostile_images['statuses']}); server RSS {hostile_images['server_rss_mib']:.0f} MiB")
+    return hostile_images
 
-    # 6. Uploads: 32 clients each start a 60 MiB body to a route that takes
-    # 64 KiB; the host must not hold what the route refuses.
+
+def upload_scenario(bench, server, auth):
+    """Step 6: 60 MiB bodies to a route that takes 64 KiB: the host must not hold what it refuses (413)."""
     say("bench: 32 clients each starting a 60 MiB POST /orders ...")
     upload = uploads(server.port, server.proc.pid, ["Content-Type: application/json", auth])
     say(f"     statuses {upload['statuses']}, {upload['sent_mib']:.0f} MiB sent in all, "
         f"RSS +{upload['rss_growth_mib']:.0f} MiB")
     if set(upload["statuses"]) != {"413"}:
         bench.failures.append(f"uploads: expected 413 for every client, got {upload['statuses']}")
+    return upload
 
-    app_rss = server.peak_rss_mib()
-    server.stop()
 
-    # 7. The Node.js service, same scenarios, same wrk, right after the app.
-    node_rows, node_facts = node_phase({"valid": valid, "invalid": invalid}, resize_bin)
+def instantiation_costs(app, server):
+    """Step 8: what a fresh instance adds to a request, per component (only the runner can time it)."""
+    if ENGINE != "runner":
+        return None
+    say(f"bench: per-request instantiation (runner bench-instantiate, n={INSTANTIATE_N}) ...")
+    routes = [(t["component"], cheapest_path(t["route"])) for t in app["trigger"]["http"]]
+    inst = instantiation(server.manifest, server.state_dir, server.env, routes)
+    inst.update(instantiation(os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), server.env,
+                              [("noop", "/noop")]))
+    return inst
 
-    # 8. Per-request instantiation, per component (the runner can time it in-process).
-    inst = None
-    if ENGINE == "runner":
-        say(f"bench: per-request instantiation (runner bench-instantiate, n={INSTANTIATE_N}) ...")
-        routes = [(t["component"], cheapest_path(t["route"])) for t in app["trigger"]["http"]]
-        inst = instantiation(os.path.join(ROOT, "spin.toml"), state, env, routes)
-        inst.update(instantiation(os.path.join(BENCH, "spin.toml"), os.path.join(RUN, "state-noop"), env,
-                                  [("noop", "/noop")]))
 
-    # 9. Report.
-    results = {
+def results_of(started, bench, *, isolation, hostile, hostile_images, cold_compile, cold, inst, wasm,
+               app_rss, compile_rss, noop_rss, upload, healthz_c1, noop_c1, node_rows, node_facts):
+    """Step 9: the run's report (settings, commit, rows, figures); its keys and their order are the file's."""
+    return {
         "engine": ENGINE, "up_flags": UP_FLAGS, "orders_backend": BACKEND, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
         "resize_connections_in_isolation": RESIZE_CONNECTIONS, "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -822,20 +871,58 @@ def main():
         "node_js": node_results(node_rows, node_facts),
         "failures": bench.failures, "wall_s": time.time() - started,
     }
+
+
+def write_results(results):
+    """Writes results/latest.json (latest-postgres.json on PostgreSQL), the run's record; returns its path."""
     path = os.path.join(RESULTS, "latest.json" if BACKEND == "sqlite" else f"latest-{BACKEND}.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
-    print_table(results, base, node_rows)
+    return path
+
+
+def finish(started, path, failures):
+    """Prints the run's time, then exits 1 if a scenario failed: `make bench` must fail on meaningless numbers."""
     say(f"\nbench: {time.time() - started:.0f} s; results in {os.path.relpath(path, ROOT)}")
-    if bench.failures:
+    if failures:
         say("\n" + "!" * 78)
-        say(f"!!! bench FAILED: {len(bench.failures)} scenario(s) saw unexpected responses; "
+        say(f"!!! bench FAILED: {len(failures)} scenario(s) saw unexpected responses; "
             "their numbers are not meaningful:")
-        for f in bench.failures:
+        for f in failures:
             say(f"!!!   {f}")
         say("!" * 78)
         sys.exit(1)
+
+
+def main():
+    """`make bench`: the steps in order; each one's docstring says what it does and why."""
+    started = time.time()
+    prepare_run()
+    app, wasm = locate_components()
+    env = app_env()
+    bench = Bench()
+    announce()
+    base, noop_c1, noop_rss = runtime_ceiling(bench, env)                     # 1. the runtime's ceiling
+    server, cold_compile, cold, compile_rss = start_app(env)                  # 2. cold starts
+    traffic = seed(server, "images-resize" in app["component"])               # 3. seed and check
+    healthz_c1, get = route_scenarios(bench, server, traffic)                 # 4. the routes
+    isolation = isolation_scenario(bench, server, traffic, get)               # 5. isolation
+    hostile = hostile_bodies_scenario(bench, server, traffic, get)            # 5b. hostile bodies
+    hostile_images = hostile_images_scenario(bench, server, traffic, get)     # 5c. hostile images
+    upload = upload_scenario(bench, server, traffic.auth)                     # 6. uploads
+    app_rss = server.peak_rss_mib()
+    server.stop()
+    # 7. The Node.js service, same scenarios, same wrk, right after the app.
+    node_rows, node_facts = node_phase({"valid": traffic.valid, "invalid": traffic.invalid}, traffic.resize_bin)
+    inst = instantiation_costs(app, server)                                   # 8. per-request instantiation
+    results = results_of(started, bench, isolation=isolation, hostile=hostile, hostile_images=hostile_images,
+                         cold_compile=cold_compile, cold=cold, inst=inst, wasm=wasm, app_rss=app_rss,
+                         compile_rss=compile_rss, noop_rss=noop_rss, upload=upload, healthz_c1=healthz_c1,
+                         noop_c1=noop_c1, node_rows=node_rows, node_facts=node_facts)
+    path = write_results(results)
+    print_table(results, base, node_rows)
+    finish(started, path, bench.failures)
 
 
 # --- the Node.js service, same run ------------------------------------------
