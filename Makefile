@@ -36,7 +36,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: help test-quick prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
+.PHONY: help test-quick test-otel prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -79,6 +79,7 @@ test: components
 	$(MAKE) --no-print-directory test-spin
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-otel
 	$(MAKE) --no-print-directory test-contract
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory cluster
@@ -128,6 +129,22 @@ endif
 else
 	@tools/skipped.sh "the API reference page in Chromium (no /usr/bin/chromium: tools/prereqs.sh browser)"
 endif
+
+## test-otel: one trace per request at a real OTLP/HTTP receiver on loopback,
+## from real `spin up`: the sent traceparent on Spin's spans, parent links,
+## the same traceId on the request's log lines, no secret in any attribute
+test-otel: components target/otel-venv/ready
+ifneq ($(SPIN),)
+	UP_FLAGS="$(UP_FLAGS)" target/otel-venv/bin/python tests/otel/check.py
+else
+	@tools/skipped.sh "the trace test (no spin on PATH)"
+endif
+	@tools/skipped.sh "the trace test on the runner (it exports no telemetry: runner/README.md)"
+
+target/otel-venv/ready: tests/otel/requirements.txt
+	python3 -m venv target/otel-venv
+	target/otel-venv/bin/pip install --quiet --disable-pip-version-check -r tests/otel/requirements.txt
+	touch $@
 
 ## test-contract: schemathesis against the served /openapi.json (every check,
 ## every phase, two users), on the runner and on real Spin

@@ -56,6 +56,7 @@ pub mod request_id;
 pub mod schemas;
 pub mod sql;
 pub mod time;
+pub mod trace_context;
 pub mod validate;
 
 #[cfg(feature = "imaging")]

@@ -2,6 +2,7 @@
 //! per component. The shape follows pino's, which the original service used.
 
 use crate::config::LogLevel;
+use crate::trace_context::TraceContext;
 use serde_json::Value;
 use std::io::Write;
 
@@ -10,16 +11,22 @@ use std::io::Write;
 pub struct Logger {
     component: &'static str,
     request_id: String,
+    /// The request's trace and span (W3C Trace Context), on every line so a
+    /// trace finds its lines and a line its trace.
+    trace_id: String,
+    span_id: String,
     level: LogLevel,
 }
 
 impl Logger {
     /// A logger writing lines at `level` or more severe, each tagged with
-    /// `component` and `request_id`.
-    pub fn new(component: &'static str, request_id: String, level: LogLevel) -> Self {
+    /// `component`, `request_id` and the ids of `trace`.
+    pub fn new(component: &'static str, request_id: String, trace: &TraceContext, level: LogLevel) -> Self {
         Logger {
             component,
             request_id,
+            trace_id: trace.trace_id.clone(),
+            span_id: trace.span_id.clone(),
             level,
         }
     }
@@ -74,7 +81,7 @@ impl Logger {
 
     /// The line as written, newline included: written straight into one
     /// buffer (no intermediate map), in pino's order (`time`, `level`,
-    /// `msg`, `component`, `requestId`, then `fields`).
+    /// `msg`, `component`, `requestId`, `traceId`, `spanId`, then `fields`).
     pub fn line(&self, level: LogLevel, msg: &str, fields: &[(&str, Value)]) -> String {
         let mut line = Vec::with_capacity(192 + 32 * fields.len());
         line.extend_from_slice(b"{\"time\":\"");
@@ -87,6 +94,12 @@ impl Logger {
         push_json(&mut line, self.component);
         line.extend_from_slice(b",\"requestId\":");
         push_json(&mut line, &self.request_id);
+        // Hex digits only: no escaping needed.
+        line.extend_from_slice(b",\"traceId\":\"");
+        line.extend_from_slice(self.trace_id.as_bytes());
+        line.extend_from_slice(b"\",\"spanId\":\"");
+        line.extend_from_slice(self.span_id.as_bytes());
+        line.push(b'"');
         for (key, value) in fields {
             line.push(b',');
             push_json(&mut line, key);
@@ -108,15 +121,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn trace() -> TraceContext {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        TraceContext::from_headers(&headers)
+    }
+
     #[test]
     fn line_has_the_common_fields_and_extra_ones() {
-        let logger = Logger::new("orders-get", "req-9".into(), LogLevel::Info);
+        let logger = Logger::new("orders-get", "req-9".into(), &trace(), LogLevel::Info);
         let line = logger.line(LogLevel::Info, "request completed", &[("status", json!(200))]);
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["level"], "info");
         assert_eq!(v["component"], "orders-get");
         assert_eq!(v["requestId"], "req-9");
+        assert_eq!(v["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["spanId"].as_str().map(str::len), Some(16));
         assert_eq!(v["status"], 200);
         let time = v["time"].as_str().unwrap();
         assert!(
@@ -127,7 +151,7 @@ mod tests {
 
     #[test]
     fn line_escapes_and_keeps_pinos_order() {
-        let logger = Logger::new("c", "id \"quoted\"".into(), LogLevel::Info);
+        let logger = Logger::new("c", "id \"quoted\"".into(), &trace(), LogLevel::Info);
         let line = logger.line(LogLevel::Warn, "a\nb", &[("path", json!("/x\u{1}")), ("n", json!(1.5))]);
         assert!(line.starts_with("{\"time\":\"") && line.ends_with("}\n") && line.matches('\n').count() == 1);
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -136,7 +160,18 @@ mod tests {
             (Some("a\nb"), Some("id \"quoted\""))
         );
         assert_eq!((v["path"].as_str(), v["n"].as_f64()), (Some("/x\u{1}"), Some(1.5)));
-        let keys: Vec<&str> = ["time", "level", "msg", "component", "requestId", "path", "n"].into();
+        let keys: Vec<&str> = [
+            "time",
+            "level",
+            "msg",
+            "component",
+            "requestId",
+            "traceId",
+            "spanId",
+            "path",
+            "n",
+        ]
+        .into();
         let mut at = 0;
         for key in keys {
             let found = line[at..]
@@ -148,7 +183,7 @@ mod tests {
 
     #[test]
     fn levels_filter() {
-        let logger = Logger::new("c", "r".into(), LogLevel::Warn);
+        let logger = Logger::new("c", "r".into(), &trace(), LogLevel::Warn);
         assert!(logger.enabled(LogLevel::Error) && logger.enabled(LogLevel::Warn));
         assert!(!logger.enabled(LogLevel::Info) && !logger.enabled(LogLevel::Debug));
     }

@@ -7,7 +7,8 @@
 //! parameters). Each takes the [`Incoming`] request and the route's own logic
 //! as an async closure, and runs, in order:
 //!
-//! 1. request id (the caller's when sane), logger;
+//! 1. request id (the caller's when sane), trace context (the caller's
+//!    `traceparent` when valid), logger;
 //! 2. `405` + `Allow` for a method the route does not serve;
 //! 3. `500 invalid-config` naming each bad variable;
 //! 4. authentication, on routes with `auth`: `401` before the body is read;
@@ -33,6 +34,7 @@ use crate::log::Logger;
 use crate::negotiate;
 use crate::problem::{FieldError, MAX_REPORTED_ERRORS, Problem, ProblemKind};
 use crate::request_id;
+use crate::trace_context::TraceContext;
 use crate::validate::{MAX_JSON_VALUES, exceeds_values, parse_json};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -107,8 +109,11 @@ pub struct Ctx {
     pub head: Parts,
     /// The component's validated config.
     pub config: Config,
-    /// The request's logger (its id on every line).
+    /// The request's logger (its ids on every line).
     pub log: Logger,
+    /// The request's trace (W3C Trace Context): the caller's when it sent a
+    /// valid `traceparent`, a new one otherwise.
+    pub trace: TraceContext,
     /// The authenticated caller, on routes with `auth`.
     pub caller: Option<Caller>,
     /// The request's time.
@@ -200,7 +205,8 @@ async fn serve<B, I>(
     } = request;
     let request_id = request_id::accept_or_generate(head.headers.get(request_id::HEADER).map(HeaderValue::as_bytes));
     let level = config.as_ref().map(|c| c.log_level).unwrap_or(LogLevel::Info);
-    let log = Logger::new(route.component, request_id, level);
+    let trace = TraceContext::from_headers(&head.headers);
+    let log = Logger::new(route.component, request_id, &trace, level);
     let method = head.method.clone();
     let instance = head.uri.path().to_string();
 
@@ -212,6 +218,7 @@ async fn serve<B, I>(
                     head,
                     config,
                     log: log.clone(),
+                    trace,
                     caller,
                     now,
                 };

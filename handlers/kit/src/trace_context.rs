@@ -1,0 +1,187 @@
+//! W3C Trace Context (`traceparent`, `tracestate`): which trace a request
+//! belongs to, so its log lines can be joined with the traces of the caller
+//! and of the host.
+//!
+//! A valid incoming `traceparent` (version `00`, lower-case hex, ids not all
+//! zero) is honoured: the request keeps its trace id and its sampled flag,
+//! and the caller's span becomes the parent. Anything else, or none, starts
+//! a new trace, as the specification asks of a malformed header (§3.2.2).
+//! Each request gets a span id of its own, the id its log lines carry.
+
+use http::HeaderMap;
+
+/// The header naming the caller's trace and span.
+pub const TRACEPARENT: &str = "traceparent";
+/// The header of vendor-specific trace data, passed on as it came.
+pub const TRACESTATE: &str = "tracestate";
+
+/// The trace context of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// This request's span: 16 lower-case hex digits.
+    pub span_id: String,
+    /// The caller's span, when a valid `traceparent` named one.
+    pub parent_span_id: Option<String>,
+    /// Whether the caller asked for the trace to be recorded.
+    pub sampled: bool,
+    /// The caller's `tracestate`, when it came with a valid `traceparent`.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// The context of a request with these headers.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let parent = headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent);
+        let span_id = hex(&random_bytes()[..8]);
+        match parent {
+            Some((trace_id, parent_span_id, sampled)) => TraceContext {
+                trace_id,
+                span_id,
+                parent_span_id: Some(parent_span_id),
+                sampled,
+                tracestate: tracestate(headers),
+            },
+            None => TraceContext {
+                trace_id: hex(&random_bytes()),
+                span_id,
+                parent_span_id: None,
+                sampled: false,
+                tracestate: None,
+            },
+        }
+    }
+
+    /// The `traceparent` naming this request's span, for calls it makes.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, u8::from(self.sampled))
+    }
+}
+
+/// (trace id, parent span id, sampled) of a valid version-00 header. A
+/// higher version is read by its first four fields, as the specification
+/// allows (§3.2.4), when those are well formed.
+fn parse_traceparent(value: &str) -> Option<(String, String, bool)> {
+    let value = value.trim();
+    let mut fields = value.split('-');
+    let version = fields.next()?;
+    let trace_id = fields.next()?;
+    let span_id = fields.next()?;
+    let flags = fields.next()?;
+    let rest = fields.next();
+    let well_formed = is_hex(version, 2)
+        && version != "ff"
+        && is_hex(trace_id, 32)
+        && is_hex(span_id, 16)
+        && is_hex(flags, 2)
+        && trace_id.bytes().any(|b| b != b'0')
+        && span_id.bytes().any(|b| b != b'0');
+    // Version 00 has exactly four fields; later versions may add more.
+    if !well_formed || (version == "00" && rest.is_some()) {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace_id.to_string(), span_id.to_string(), flags & 1 == 1))
+}
+
+/// The `tracestate` header(s), joined as one list, when small enough to
+/// carry (the specification's limit: 32 members, 512 characters kept).
+fn tracestate(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(TRACESTATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let joined = values.join(",");
+    (!joined.is_empty() && joined.len() <= 512 && joined.split(',').count() <= 32).then_some(joined)
+}
+
+/// `len` lower-case hex digits.
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 16 random bytes (a v4 UUID's randomness, from the host's source). A
+/// UUID's version bits are fixed, so they are overwritten with more random
+/// bits from a second one; an all-zero id is impossible in practice and
+/// would be refused downstream only as invalid, never misattributed.
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    let more = uuid::Uuid::new_v4();
+    bytes[6] = more.as_bytes()[0];
+    bytes[8] = more.as_bytes()[1];
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn with(pairs: &[(&'static str, &'static str)]) -> TraceContext {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        TraceContext::from_headers(&headers)
+    }
+
+    #[test]
+    fn a_valid_traceparent_is_honoured() {
+        let t = with(&[(TRACEPARENT, PARENT), (TRACESTATE, "congo=t61rcWkgMzE")]);
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert!(t.sampled);
+        assert!(is_hex(&t.span_id, 16) && t.span_id != "00f067aa0ba902b7");
+        assert_eq!(t.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        assert_eq!(t.traceparent(), format!("00-{}-{}-01", t.trace_id, t.span_id));
+    }
+
+    #[test]
+    fn anything_else_starts_a_new_trace() {
+        for bad in [
+            "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            let t = with(&[(TRACEPARENT, bad), (TRACESTATE, "a=b")]);
+            assert!(t.parent_span_id.is_none(), "{bad}");
+            assert!(
+                is_hex(&t.trace_id, 32) && t.trace_id != "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{bad}"
+            );
+            assert_eq!(t.tracestate, None, "{bad}");
+            assert!(!t.sampled);
+        }
+        let none = with(&[]);
+        assert!(is_hex(&none.trace_id, 32) && is_hex(&none.span_id, 16));
+        assert_ne!(none.trace_id, with(&[]).trace_id);
+    }
+
+    #[test]
+    fn a_later_version_is_read_by_its_first_fields() {
+        let t = with(&[(
+            TRACEPARENT,
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what-comes-next",
+        )]);
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(!t.sampled);
+    }
+}
