@@ -175,6 +175,12 @@ fn mask(text: &str) -> String {
 async fn runner_and_spin_answer_alike() {
     let corpus = corpus();
     let on_spin = run(Engine::Spin, &corpus).await;
+    // AGREE_DUMP=FILE keeps Spin's masked answers, to compare two builds
+    // (a refactoring must leave them byte-identical).
+    if let Ok(path) = std::env::var("AGREE_DUMP") {
+        let lines: String = on_spin.iter().map(|seen| format!("{seen:?}\n")).collect();
+        std::fs::write(path, lines).expect("AGREE_DUMP is writable");
+    }
     let on_runner = run(Engine::Runner, &corpus).await;
     let mut differences = Vec::new();
     for (spin, runner) in on_spin.iter().zip(&on_runner) {
