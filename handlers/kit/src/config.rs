@@ -324,6 +324,15 @@ fn check_database_host(values: &BTreeMap<String, String>) -> Vec<FieldError> {
     if url.is_empty() {
         return Vec::new();
     }
+    // The schema checks only the prefix `postgres` (its keywords need no
+    // regex engine); the scheme is checked here, with the hosts.
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return vec![FieldError::at_parameter(
+            "database_url",
+            "pattern",
+            "must be empty or start with postgres:// or postgresql://",
+        )];
+    }
     let db_host = values.get("db_host").map(String::as_str).unwrap_or("localhost:5432");
     let allowed: AllowedHosts = match AllowedHost::parse_rendered(&format!("postgres://{db_host}")) {
         Ok(entry) => entry.into_iter().collect(),
@@ -535,6 +544,32 @@ mod tests {
         }
         // Unmapped db_host means its default, localhost:5432.
         assert!(check(&values(&[("database_url", "postgres://u@elsewhere/o")])).is_err());
+    }
+
+    #[test]
+    fn database_url_is_empty_or_a_postgres_url() {
+        for url in [
+            "",
+            "postgres://u@localhost/o",
+            "postgresql://u@localhost/o",
+            "postgres://localhost",
+        ] {
+            assert!(check(&values(&[("database_url", url)])).is_ok(), "{url:?}");
+        }
+        for url in [
+            "postgres://",
+            "postgresql://",
+            "postgresx://u@localhost/o",
+            "postgres:/u@localhost/o",
+            "postgres://u@local host/o",
+            "mysql://u@localhost/o",
+            " postgres://u@localhost/o",
+        ] {
+            // Refused, naming database_url (and db_host too when the URL
+            // names no server it could allow).
+            let err = check(&values(&[("database_url", url)])).unwrap_err();
+            assert_eq!(err.names()[0], "database_url", "{url:?}");
+        }
     }
 
     #[test]
