@@ -223,7 +223,7 @@ pub struct Reply {
 impl Reply {
     /// `Content-Length` present (the body's length, or for `HEAD` the length
     /// `GET` would send) and no `Transfer-Encoding`: chunked answers stall
-    /// keep-alive clients under Spin (see `shared/conventions.md`).
+    /// keep-alive clients under Spin (see `docs/conventions.md`).
     fn assert_framed(&self, method: &Method) {
         assert!(
             !self.headers.contains_key(http::header::TRANSFER_ENCODING),
