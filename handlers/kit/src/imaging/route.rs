@@ -50,6 +50,20 @@ pub struct ResizeOptions {
     pub quality: Option<u8>,
 }
 
+impl ResizeOptions {
+    /// The job's parameters, in `format` (the caller decides it: the JSON
+    /// form's default, or `Accept` for the raw form).
+    fn params(&self, format: Format) -> Params {
+        Params {
+            width: self.width,
+            height: self.height,
+            fit: self.fit,
+            format,
+            quality: self.quality.unwrap_or(DEFAULT_QUALITY),
+        }
+    }
+}
+
 /// Standard alphabet, padding optional: what Node's `Buffer.from(s,
 /// "base64")` callers of the original service sent, minus its silent
 /// skipping of garbage.
@@ -68,7 +82,7 @@ pub async fn resize_json<D: Database>(
 ) -> Result<Response<Bytes>, Problem> {
     let image = decode_base64(&request.image_data)?;
     let format = request.options.format.unwrap_or_default();
-    let resized = resize(ctx, &image, &request.options, format, budget, pause).await?;
+    let resized = resize(ctx, &image, request.options.params(format), budget, pause).await?;
     let image = STANDARD.encode(&resized);
     Ok(json(StatusCode::OK, &serde_json::json!({ "image": image })))
 }
@@ -83,7 +97,7 @@ pub async fn resize_raw<D: Database>(
     pause: &mut dyn FnMut(),
 ) -> Result<Response<Bytes>, Problem> {
     let format = options.format.unwrap_or_else(|| negotiate(&ctx.head.headers));
-    let resized = resize(ctx, &image.bytes, &options, format, budget, pause).await?;
+    let resized = resize(ctx, &image.bytes, options.params(format), budget, pause).await?;
     let mut response = Response::new(Bytes::from(resized));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
@@ -98,13 +112,12 @@ pub async fn resize_raw<D: Database>(
 async fn resize<D: Database>(
     ctx: &Ctx,
     image: &[u8],
-    options: &ResizeOptions,
-    format: Format,
+    params: Params,
     budget: &SharedBudget<D>,
     pause: &mut dyn FnMut(),
 ) -> Result<Vec<u8>, Problem> {
     let mut claimed = false;
-    let answer = resize_within(ctx, image, options, format, budget, &mut claimed, pause).await;
+    let answer = resize_within(ctx, image, &params, budget, &mut claimed, pause).await;
     // Whatever the answer, the row of an instance that holds more than the
     // untracked allowance (or claimed more) now says what it holds, renewed:
     // a memory grown by this job stays grown.
@@ -123,19 +136,11 @@ async fn resize<D: Database>(
 async fn resize_within<D: Database>(
     ctx: &Ctx,
     image: &[u8],
-    options: &ResizeOptions,
-    format: Format,
+    params: &Params,
     budget: &SharedBudget<D>,
     claimed: &mut bool,
     pause: &mut dyn FnMut(),
 ) -> Result<Vec<u8>, Problem> {
-    let params = Params {
-        width: options.width,
-        height: options.height,
-        fit: options.fit,
-        format,
-        quality: options.quality.unwrap_or(DEFAULT_QUALITY),
-    };
     let refused = |e: ImagingError| {
         if matches!(e, ImagingError::Encode(_)) {
             ctx.log
@@ -143,7 +148,7 @@ async fn resize_within<D: Database>(
         }
         problem(e)
     };
-    let job = super::prepare(image, &params).map_err(refused)?;
+    let job = super::prepare(image, params).map_err(refused)?;
     let at_peak = Footprint::now().with_job(job.peak_bytes());
     if at_peak > UNTRACKED_BYTES {
         match budget.claim(at_peak).await {
