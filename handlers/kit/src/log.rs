@@ -13,20 +13,18 @@ pub struct Logger {
     request_id: String,
     /// The request's trace and span (W3C Trace Context), on every line so a
     /// trace finds its lines and a line its trace.
-    trace_id: String,
-    span_id: String,
+    trace: TraceContext,
     level: LogLevel,
 }
 
 impl Logger {
     /// A logger writing lines at `level` or more severe, each tagged with
     /// `component`, `request_id` and the ids of `trace`.
-    pub fn new(component: &'static str, request_id: String, trace: &TraceContext, level: LogLevel) -> Self {
+    pub fn new(component: &'static str, request_id: String, trace: TraceContext, level: LogLevel) -> Self {
         Logger {
             component,
             request_id,
-            trace_id: trace.trace_id.clone(),
-            span_id: trace.span_id.clone(),
+            trace,
             level,
         }
     }
@@ -96,9 +94,9 @@ impl Logger {
         push_json(&mut line, &self.request_id);
         // Hex digits only: no escaping needed.
         line.extend_from_slice(b",\"traceId\":\"");
-        line.extend_from_slice(self.trace_id.as_bytes());
+        line.extend_from_slice(self.trace.trace_id.as_bytes());
         line.extend_from_slice(b"\",\"spanId\":\"");
-        line.extend_from_slice(self.span_id.as_bytes());
+        line.extend_from_slice(self.trace.span_id.as_bytes());
         line.push(b'"');
         for (key, value) in fields {
             line.push(b',');
@@ -132,7 +130,7 @@ mod tests {
 
     #[test]
     fn line_has_the_common_fields_and_extra_ones() {
-        let logger = Logger::new("orders-get", "req-9".into(), &trace(), LogLevel::Info);
+        let logger = Logger::new("orders-get", "req-9".into(), trace(), LogLevel::Info);
         let line = logger.line(LogLevel::Info, "request completed", &[("status", json!(200))]);
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -151,7 +149,7 @@ mod tests {
 
     #[test]
     fn line_escapes_and_keeps_pinos_order() {
-        let logger = Logger::new("c", "id \"quoted\"".into(), &trace(), LogLevel::Info);
+        let logger = Logger::new("c", "id \"quoted\"".into(), trace(), LogLevel::Info);
         let line = logger.line(LogLevel::Warn, "a\nb", &[("path", json!("/x\u{1}")), ("n", json!(1.5))]);
         assert!(line.starts_with("{\"time\":\"") && line.ends_with("}\n") && line.matches('\n').count() == 1);
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -183,7 +181,7 @@ mod tests {
 
     #[test]
     fn levels_filter() {
-        let logger = Logger::new("c", "r".into(), &trace(), LogLevel::Warn);
+        let logger = Logger::new("c", "r".into(), trace(), LogLevel::Warn);
         assert!(logger.enabled(LogLevel::Error) && logger.enabled(LogLevel::Warn));
         assert!(!logger.enabled(LogLevel::Info) && !logger.enabled(LogLevel::Debug));
     }

@@ -31,23 +31,11 @@ fn split_parameters(member: &str) -> (&str, impl Iterator<Item = (&str, &str)>) 
     (value, parameters)
 }
 
-/// A `Content-Type` value: its essence (`type/subtype`, trimmed, case kept)
-/// and its parameters (e.g. `charset`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MediaType<'h> {
-    /// `type/subtype`; compare case-insensitively.
-    pub essence: &'h str,
-    /// Each parameter as (name, value); names compare case-insensitively.
-    pub parameters: Vec<(&'h str, &'h str)>,
-}
-
-/// Parses a `Content-Type` value.
-pub fn media_type(value: &str) -> MediaType<'_> {
-    let (essence, parameters) = split_parameters(value);
-    MediaType {
-        essence,
-        parameters: parameters.collect(),
-    }
+/// A `Content-Type` value: its essence (`type/subtype`, trimmed, case kept;
+/// compare case-insensitively) and its parameters (e.g. `charset`) as
+/// (name, value), names compared case-insensitively.
+pub fn media_type(value: &str) -> (&str, impl Iterator<Item = (&str, &str)>) {
+    split_parameters(value)
 }
 
 /// Every member of every `name` header of `headers`, in order. Header values
@@ -119,10 +107,10 @@ mod tests {
 
     #[test]
     fn media_types_and_their_parameters() {
-        let m = media_type(" Application/JSON ; charset=\"UTF-8\";x ");
-        assert_eq!(m.essence, "Application/JSON");
-        assert_eq!(m.parameters, vec![("charset", "UTF-8"), ("x", "")]);
-        assert_eq!(media_type("").essence, "");
+        let (essence, parameters) = media_type(" Application/JSON ; charset=\"UTF-8\";x ");
+        assert_eq!(essence, "Application/JSON");
+        assert_eq!(parameters.collect::<Vec<_>>(), vec![("charset", "UTF-8"), ("x", "")]);
+        assert_eq!(media_type("").0, "");
     }
 
     #[test]

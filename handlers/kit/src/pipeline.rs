@@ -109,11 +109,9 @@ pub struct Ctx {
     pub head: Parts,
     /// The component's validated config.
     pub config: Config,
-    /// The request's logger (its ids on every line).
+    /// The request's logger: its request id and trace context (the caller's
+    /// `traceparent` when valid) on every line.
     pub log: Logger,
-    /// The request's trace (W3C Trace Context): the caller's when it sent a
-    /// valid `traceparent`, a new one otherwise.
-    pub trace: TraceContext,
     /// The authenticated caller, on routes with `auth`.
     pub caller: Option<Caller>,
     /// The request's time.
@@ -206,7 +204,7 @@ async fn serve<B, I>(
     let request_id = request_id::accept_or_generate(head.headers.get(request_id::HEADER).map(HeaderValue::as_bytes));
     let level = config.as_ref().map(|c| c.log_level).unwrap_or(LogLevel::Info);
     let trace = TraceContext::from_headers(&head.headers);
-    let log = Logger::new(route.component, request_id, &trace, level);
+    let log = Logger::new(route.component, request_id, trace, level);
     let method = head.method.clone();
     let instance = head.uri.path().to_string();
 
@@ -218,7 +216,6 @@ async fn serve<B, I>(
                     head,
                     config,
                     log: log.clone(),
-                    trace,
                     caller,
                     now,
                 };
@@ -428,7 +425,7 @@ fn declared_length(head: &Parts) -> Option<u64> {
 /// otherwise.
 fn raw_media_type(head: &Parts, raw: &RawContract) -> Result<String, Problem> {
     let value = head.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let essence = value.map(|v| negotiate::media_type(v).essence.to_ascii_lowercase());
+    let essence = value.map(|v| negotiate::media_type(v).0.to_ascii_lowercase());
     match essence {
         Some(essence) if raw.media_types.contains(&essence.as_str()) => Ok(essence),
         _ => Err(Problem::new(
@@ -522,11 +519,11 @@ fn check_json_content_type(head: &Parts) -> Result<(), Problem> {
     let value = value
         .to_str()
         .map_err(|_| unsupported("the Content-Type is not readable"))?;
-    let media_type = negotiate::media_type(value);
-    if !media_type.essence.eq_ignore_ascii_case("application/json") {
+    let (essence, parameters) = negotiate::media_type(value);
+    if !essence.eq_ignore_ascii_case("application/json") {
         return Err(unsupported("this route does not accept this media type"));
     }
-    for (name, value) in media_type.parameters {
+    for (name, value) in parameters {
         if !name.eq_ignore_ascii_case("charset") || !value.eq_ignore_ascii_case("utf-8") {
             return Err(unsupported("only the charset=utf-8 parameter is accepted"));
         }

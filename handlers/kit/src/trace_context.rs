@@ -37,7 +37,10 @@ impl TraceContext {
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent);
-        let span_id = hex(&random_bytes()[..8]);
+        let drawn = random_uuid_bytes();
+        let span_id = hex(&[
+            drawn[0], drawn[1], drawn[2], drawn[3], drawn[4], drawn[5], drawn[9], drawn[10],
+        ]);
         match parent {
             Some((trace_id, parent_span_id, sampled)) => TraceContext {
                 trace_id,
@@ -46,13 +49,19 @@ impl TraceContext {
                 sampled,
                 tracestate: tracestate(headers),
             },
-            None => TraceContext {
-                trace_id: hex(&random_bytes()),
-                span_id,
-                parent_span_id: None,
-                sampled: false,
-                tracestate: None,
-            },
+            None => {
+                // A second draw for the trace, its fixed bits replaced with
+                // bytes of the first that the span id left unused.
+                let mut trace = random_uuid_bytes();
+                (trace[6], trace[8]) = (drawn[11], drawn[12]);
+                TraceContext {
+                    trace_id: hex(&trace),
+                    span_id,
+                    parent_span_id: None,
+                    sampled: false,
+                    tracestate: None,
+                }
+            }
         }
     }
 
@@ -111,16 +120,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// 16 random bytes (a v4 UUID's randomness, from the host's source). A
-/// UUID's version bits are fixed, so they are overwritten with more random
-/// bits from a second one; an all-zero id is impossible in practice and
-/// would be refused downstream only as invalid, never misattributed.
-fn random_bytes() -> [u8; 16] {
-    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
-    let more = uuid::Uuid::new_v4();
-    bytes[6] = more.as_bytes()[0];
-    bytes[8] = more.as_bytes()[1];
-    bytes
+/// The bytes of a v4 UUID, drawn from the host's randomness. Bytes 6 and
+/// 8 carry its fixed version and variant bits; every other byte is random,
+/// and only those make up ids (at most two draws per request).
+fn random_uuid_bytes() -> [u8; 16] {
+    *uuid::Uuid::new_v4().as_bytes()
 }
 
 #[cfg(test)]
