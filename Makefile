@@ -36,7 +36,7 @@ DEV_SECRET := .spin/jwt_secret
 WITH_SECRET = SPIN_VARIABLE_JWT_SECRET="$${SPIN_VARIABLE_JWT_SECRET:-$$(cat $(DEV_SECRET) 2>/dev/null)}"
 TTL ?= 3600
 
-.PHONY: help test-quick test-otel prereqs build components docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
+.PHONY: help test-quick test-otel prereqs build components components-otel up-otel docs-assets runner test test-spin test-postgres test-browser test-contract check-deploy cluster bench bench-postgres bench-tools up check-config dev-secret token deny fmt lint clean size
 
 ## build: every route component (release, wasm32-wasip2) and the local runner
 build: components runner
@@ -47,6 +47,16 @@ prereqs:
 
 components: prereqs docs-assets
 	cargo build --profile component $(WASM) $(addprefix -p ,$(COMPONENTS))
+
+## components-otel: the components with their own spans (feature kit/otel,
+## Spin's wasi:otel), and target/otel/spin.toml serving them; they start only
+## under `spin up --experimental-wasi-otel` (`make up-otel`)
+components-otel: prereqs docs-assets
+	cargo build --profile component-otel $(WASM) --features kit/otel $(addprefix -p ,$(COMPONENTS))
+	@mkdir -p target/otel
+	sed 's#^source = "target/wasm32-wasip2/component/#source = "../wasm32-wasip2/component-otel/#' spin.toml > target/otel/spin.toml
+	@test "$$(grep -c '^source = "../wasm32-wasip2/component-otel/' target/otel/spin.toml)" = "$$(grep -c '^source = ' spin.toml)" \
+		|| { echo "target/otel/spin.toml: a component source was not rewritten" >&2; exit 1; }
 
 runner:
 	cargo build $(NATIVE)
@@ -131,9 +141,10 @@ else
 endif
 
 ## test-otel: one trace per request at a real OTLP/HTTP receiver on loopback,
-## from real `spin up`: the sent traceparent on Spin's spans, parent links,
-## the same traceId on the request's log lines, no secret in any attribute
-test-otel: components target/otel-venv/ready
+## from real `spin up`, of the default build and of the otel build: the sent
+## traceparent on Spin's spans, the guest's spans under them, the same ids
+## on the request's log lines, no secret or body value in any attribute
+test-otel: components components-otel target/otel-venv/ready
 ifneq ($(SPIN),)
 	UP_FLAGS="$(UP_FLAGS)" target/otel-venv/bin/python tests/otel/check.py
 else
@@ -178,7 +189,7 @@ NODE_BASELINE := $(and $(wildcard $(BENCH_NODE_DIR)/server.js),$(wildcard /usr/l
 ## the Node.js service (same run, same scenarios, when BENCH_NODE_DIR holds it);
 ## table on stdout, bench/results/latest.json. SMOKE=1: ~1 s per scenario.
 ## BENCH_ENGINE=spin serves with `spin up` (see bench/bench.py).
-bench: build bench-tools
+bench: build bench-tools $(if $(SPIN),components-otel)
 ifneq ($(NODE_BASELINE),)
 	TEST_PG_FSYNC=on tests/postgres.sh sh -c 'SMOKE="$(SMOKE)" BENCH_NODE_DATABASE_URL="$$TEST_DATABASE_URL" python3 bench/bench.py'
 else
@@ -223,6 +234,15 @@ ifneq ($(SPIN),)
 	$(WITH_SECRET) spin up --from spin.toml --listen $(LISTEN) $(UP_FLAGS) $(VARIABLES)
 else
 	$(WITH_SECRET) $(RUNNER) up --from spin.toml --listen $(LISTEN) $(UP_FLAGS) $(VARIABLES)
+endif
+
+## up-otel: `make up` with the components' own spans, on real Spin only
+## (--experimental-wasi-otel); export OTEL_EXPORTER_OTLP_ENDPOINT first
+up-otel: components-otel check-config
+ifneq ($(SPIN),)
+	$(WITH_SECRET) spin up --from target/otel/spin.toml --experimental-wasi-otel --listen $(LISTEN) $(UP_FLAGS) $(VARIABLES)
+else
+	@echo "make up-otel: needs spin on PATH (the runner does not link wasi:otel: runner/README.md)" >&2; exit 2
 endif
 
 ## token: a bearer token for SUB=<uuid> (default: the README's demo user),

@@ -36,6 +36,7 @@ Standard library only; `make bench` builds what it needs first.
 import atexit
 import base64
 import http.client
+import http.server
 import json
 import os
 import re
@@ -47,6 +48,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import uuid
@@ -276,8 +278,9 @@ SERVERS = []  # stopped at exit, whatever happens
 class Server:
     """One runtime process serving a manifest on a loopback port."""
 
-    def __init__(self, name, manifest, state_dir, env):
+    def __init__(self, name, manifest, state_dir, env, flags=()):
         self.name, self.manifest, self.state_dir, self.env = name, manifest, state_dir, env
+        self.flags = list(flags)
         self.port = free_port()
         self.base = f"127.0.0.1:{self.port}"
         self.proc = None
@@ -288,7 +291,7 @@ class Server:
         # No migration flags: the app migrates its database on first use.
         engine = ["spin"] if ENGINE == "spin" else [RUNNER]
         return engine + ["up", "--from", self.manifest, "--listen", self.base,
-                         "--state-dir", self.state_dir, "--quiet"] + UP_FLAGS
+                         "--state-dir", self.state_dir, "--quiet"] + UP_FLAGS + self.flags
 
     def start(self, ready_path, label):
         """Starts the process; returns seconds from spawn to the first 200."""
@@ -641,8 +644,10 @@ def locate_components():
 
 
 def app_env():
-    """The servers' environment: a fresh JWT secret, and BENCH_DATABASE_URL's database emptied of earlier runs."""
-    env = dict(os.environ, SPIN_VARIABLE_JWT_SECRET=secrets.token_urlsafe(48))
+    """The servers' environment: a fresh JWT secret, and BENCH_DATABASE_URL's database emptied of earlier runs.
+    No OTEL_* variable: tracing is off but in step 6b, whatever the caller's shell exports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["SPIN_VARIABLE_JWT_SECRET"] = secrets.token_urlsafe(48)
     if DATABASE_URL:
         env.update(SPIN_VARIABLE_DATABASE_URL=DATABASE_URL, SPIN_VARIABLE_DB_HOST=db_host(DATABASE_URL))
         reset_postgres(DATABASE_URL)
@@ -840,6 +845,69 @@ def upload_scenario(bench, server, auth):
     return upload
 
 
+OTEL_MANIFEST = os.path.join(ROOT, "target", "otel", "spin.toml")
+TRACED = (("healthz", "GET /healthz"), ("post-orders-valid", "POST /orders (valid)"),
+          ("post-orders-invalid", "POST /orders (invalid, all 400)"), ("get-order", "GET /orders/:id"))
+
+
+class SpanSink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that reads each export and answers 200, as a
+    collector on the same host would; it counts and discards them."""
+    exports = 0
+    bytes = 0
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", 0))
+        self.rfile.read(n)
+        SpanSink.exports += 1
+        SpanSink.bytes += n
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def tracing_scenarios(bench, app, traffic):
+    """Step 6b (real Spin): the order routes again with tracing on: the otel build (make components-otel)
+    under --experimental-wasi-otel, exporting Spin's spans and the components' own over OTLP/HTTP to a
+    receiver in this process. Step 4's rows are the same routes with tracing off, in the same run; both
+    serve the same SQLite file (the app's state directory)."""
+    why = ("the components' spans need real Spin (BENCH_ENGINE=spin)" if ENGINE != "spin"
+           else None if os.path.exists(OTEL_MANIFEST) else "no target/otel/spin.toml (make components-otel)")
+    if why:
+        for key, title in TRACED:
+            bench.skip(f"traced-{key}", f"{title}, traced", why)
+        return {"skipped": why}
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SpanSink)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    env = dict(app.env, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.server_address[1]}",
+               OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_SERVICE_NAME="orders-api")
+    server = Server("app-traced", OTEL_MANIFEST, app.state_dir, env, flags=["--experimental-wasi-otel"])
+    say("bench: the otel build, tracing on (spans exported to a receiver on loopback) ...")
+    server.start("/healthz", "start")
+    json_post = dict(method="POST", headers=("Content-Type: application/json", traffic.auth))
+    on = {"healthz": bench.scenario("traced-healthz", "GET /healthz, traced", server, "/healthz", {200}),
+          "post-orders-valid": bench.scenario("traced-post-orders-valid", "POST /orders (valid), traced", server,
+                                              "/orders", {201}, body=traffic.valid, **json_post),
+          "post-orders-invalid": bench.scenario("traced-post-orders-invalid", "POST /orders (invalid), traced",
+                                                server, "/orders", {400}, body=traffic.invalid, **json_post),
+          "get-order": bench.scenario("traced-get-order", "GET /orders/:id, traced", server,
+                                      traffic.get_paths[0], {200}, headers=(traffic.auth,),
+                                      paths=traffic.get_paths)}
+    rss = server.peak_rss_mib()
+    server.stop()
+    time.sleep(1)  # Spin flushes its batch on exit
+    receiver.shutdown()
+    off = {r["key"]: r for r in bench.rows if "rps" in r}
+    routes = {k: {"off_rps": off[k]["rps"], "on_rps": r["rps"], "on_vs_off": r["rps"] / off[k]["rps"],
+                  "off_p99_ms": off[k]["p99_ms"], "on_p99_ms": r["p99_ms"]}
+              for k, r in on.items() if k in off and off[k]["rps"]}
+    return {"exports": SpanSink.exports, "export_mib": SpanSink.bytes / 2 ** 20, "peak_rss_mib": rss,
+            "routes": routes}
+
+
 def instantiation_costs(app, server):
     """Step 8: what a fresh instance adds to a request, per component (only the runner can time it)."""
     if ENGINE != "runner":
@@ -853,7 +921,7 @@ def instantiation_costs(app, server):
 
 
 def results_of(started, bench, *, isolation, hostile, hostile_images, cold_compile, cold, inst, wasm,
-               app_rss, compile_rss, noop_rss, upload, healthz_c1, noop_c1, node_rows, node_facts):
+               app_rss, compile_rss, noop_rss, upload, healthz_c1, noop_c1, node_rows, node_facts, tracing):
     """Step 9: the run's report (settings, commit, rows, figures); its keys and their order are the file's."""
     return {
         "engine": ENGINE, "up_flags": UP_FLAGS, "orders_backend": BACKEND, "smoke": SMOKE, "seconds_per_scenario": SECONDS, "connections": CONNECTIONS,
@@ -866,7 +934,7 @@ def results_of(started, bench, *, isolation, hostile, hostile_images, cold_compi
         "cold_start_s": {"first_start_empty_cache": cold_compile, "restart": cold},
         "instantiation": inst, "wasm_bytes": wasm,
         "peak_rss_mib": {"app": app_rss, "app_first_start_compiling": compile_rss, "noop": noop_rss},
-        "uploads": upload,
+        "uploads": upload, "tracing": tracing,
         "c1_vs_noop_us": {"healthz_p50_minus_noop_p50": 1000 * (healthz_c1["p50_ms"] - noop_c1["p50_ms"])},
         "node_js": node_results(node_rows, node_facts),
         "failures": bench.failures, "wall_s": time.time() - started,
@@ -913,13 +981,14 @@ def main():
     upload = upload_scenario(bench, server, traffic.auth)                     # 6. uploads
     app_rss = server.peak_rss_mib()
     server.stop()
+    tracing = tracing_scenarios(bench, server, traffic)                       # 6b. tracing on
     # 7. The Node.js service, same scenarios, same wrk, right after the app.
     node_rows, node_facts = node_phase({"valid": traffic.valid, "invalid": traffic.invalid}, traffic.resize_bin)
     inst = instantiation_costs(app, server)                                   # 8. per-request instantiation
     results = results_of(started, bench, isolation=isolation, hostile=hostile, hostile_images=hostile_images,
                          cold_compile=cold_compile, cold=cold, inst=inst, wasm=wasm, app_rss=app_rss,
                          compile_rss=compile_rss, noop_rss=noop_rss, upload=upload, healthz_c1=healthz_c1,
-                         noop_c1=noop_c1, node_rows=node_rows, node_facts=node_facts)
+                         noop_c1=noop_c1, node_rows=node_rows, node_facts=node_facts, tracing=tracing)
     path = write_results(results)
     print_table(results, base, node_rows)
     finish(started, path, bench.failures)
@@ -1148,6 +1217,14 @@ def print_table(results, base, node_rows):
     up = results["uploads"]
     say(f"uploads: {up['clients']} clients x {up['declared_mib_each']} MiB to POST /orders: {up['statuses']}, "
         f"{up['sent_mib']:.0f} MiB sent before the answers (socket buffers included), server RSS +{up['rss_growth_mib']:.0f} MiB")
+    tr = results["tracing"]
+    if tr and "routes" in tr:
+        say("tracing on (otel build, Spin's and the components' spans exported) vs off (step 4), this run: "
+            + ", ".join(f"{k} {r['on_vs_off']:.2f}x (p99 {r['off_p99_ms']:.1f} -> {r['on_p99_ms']:.1f} ms)"
+                        for k, r in tr["routes"].items())
+            + f"; {tr['exports']} exports, {tr['export_mib']:.1f} MiB received")
+    elif tr:
+        say(f"tracing on: skipped ({tr['skipped']})")
     say(f"GET /healthz at c=1: p50 {results['c1_vs_noop_us']['healthz_p50_minus_noop_p50']:+.0f} us over the no-op's")
     if results["instantiation"]:
         say("per-request instance cost, in-process p50: a request that starts a fresh instance minus one on a reused "

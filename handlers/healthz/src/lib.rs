@@ -7,7 +7,7 @@ use spin_sdk::http_service;
 #[http_service]
 async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
     kit::spin::serve_empty(&kit::contract::HEALTH, request, async |ctx: &Ctx| {
-        Ok(kit::orders::health(ctx, kit::spin::order_store(&ctx.config).await).await)
+        Ok(kit::orders::health(ctx, kit::spin::order_store(ctx).await).await)
     })
     .await
 }

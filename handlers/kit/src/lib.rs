@@ -27,7 +27,9 @@
 //! - [`auth`]: bearer JWT verification (HS256) of the caller.
 //! - [`negotiate`]: `Accept` / `Accept-Encoding` members and their quality.
 //! - [`request_id`]: the caller's `x-request-id` when sane, else a fresh one.
-//! - [`log`]: one JSON object per line on stdout.
+//! - [`log`]: one JSON object per line on stdout, and the request's spans.
+//! - [`span`]: spans of a request's own steps under the host's span,
+//!   recorded only where the host takes them (the `otel` build).
 //! - [`time`]: the one timestamp format of answers, logs and the database.
 //! - [`orders`]: the order model, its store ([`orders::store`]) and the logic
 //!   of the order routes ([`orders::route`]), over [`sql`]: the little a
@@ -36,7 +38,8 @@
 //! - [`openapi`]: the OpenAPI 3.1 document, assembled from `schemas/`.
 //! - `imaging` (feature `imaging`): the image pipeline of `POST /images/resize`,
 //!   so that only that component carries codecs.
-//! - `spin` (feature `spin`): the only module that knows about `spin-sdk`.
+//! - `spin` (feature `spin`): the only module that knows about `spin-sdk`;
+//!   with feature `otel`, it sends spans through Spin's `wasi:otel`.
 //!
 //! Everything but `spin` is plain Rust and is tested natively.
 
@@ -54,6 +57,7 @@ pub mod pipeline;
 pub mod problem;
 pub mod request_id;
 pub mod schemas;
+pub mod span;
 pub mod sql;
 pub mod time;
 pub mod trace_context;

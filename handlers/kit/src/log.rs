@@ -1,7 +1,12 @@
 //! Structured logs: one JSON object per line on stdout, which Spin collects
 //! per component. The shape follows pino's, which the original service used.
+//!
+//! The logger is the request's one telemetry handle: it also opens the
+//! request's spans ([`Logger::span`]), which are recorded only in a build
+//! and a host that trace ([`crate::span`]).
 
 use crate::config::LogLevel;
+use crate::span::{Span, SpanKind, Tracer};
 use crate::trace_context::TraceContext;
 use serde_json::Value;
 use std::io::Write;
@@ -15,6 +20,7 @@ pub struct Logger {
     /// trace finds its lines and a line its trace.
     trace: TraceContext,
     level: LogLevel,
+    tracer: Tracer,
 }
 
 impl Logger {
@@ -26,7 +32,25 @@ impl Logger {
             request_id,
             trace,
             level,
+            tracer: Tracer::off(),
         }
+    }
+
+    /// The same logger, opening its spans with `tracer`.
+    pub fn with_tracer(self, tracer: Tracer) -> Self {
+        Logger { tracer, ..self }
+    }
+
+    /// Whether this request's spans are recorded, so a caller can skip
+    /// naming one.
+    pub fn is_tracing(&self) -> bool {
+        self.tracer.is_recording()
+    }
+
+    /// Starts a span of this request under the component's span; it ends
+    /// when dropped. A no-op unless the request is traced.
+    pub fn span(&self, name: impl Into<std::borrow::Cow<'static, str>>, kind: SpanKind) -> Span {
+        self.tracer.span(name, kind)
     }
 
     /// The request's id, which the answer also carries (`x-request-id`,

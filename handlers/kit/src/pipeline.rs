@@ -34,6 +34,7 @@ use crate::log::Logger;
 use crate::negotiate;
 use crate::problem::{FieldError, MAX_REPORTED_ERRORS, Problem, ProblemKind};
 use crate::request_id;
+use crate::span::{self, HostSpan, Span, SpanError, SpanExporter, SpanIds, SpanKind, Tracer};
 use crate::trace_context::TraceContext;
 use crate::validate::{MAX_JSON_VALUES, exceeds_values, parse_json};
 use bytes::Bytes;
@@ -82,6 +83,8 @@ pub struct Incoming<B> {
     pub config: Result<Config, ConfigError>,
     /// The request's time: one clock reading, movable in tests.
     pub now: DateTime<Utc>,
+    /// Where the request's spans go, in a build that records them.
+    pub spans: Option<&'static dyn SpanExporter>,
 }
 
 impl<B> Incoming<B> {
@@ -92,6 +95,16 @@ impl<B> Incoming<B> {
             body,
             config,
             now: Utc::now(),
+            spans: None,
+        }
+    }
+
+    /// The same request, its spans sent to `exporter` when the host traces
+    /// it.
+    pub fn traced_by(self, exporter: &'static dyn SpanExporter) -> Self {
+        Incoming {
+            spans: Some(exporter),
+            ..self
         }
     }
 
@@ -200,11 +213,12 @@ async fn serve<B, I>(
         body,
         config,
         now,
+        spans,
     } = request;
     let request_id = request_id::accept_or_generate(head.headers.get(request_id::HEADER).map(HeaderValue::as_bytes));
     let level = config.as_ref().map(|c| c.log_level).unwrap_or(LogLevel::Info);
-    let trace = TraceContext::from_headers(&head.headers);
-    let log = Logger::new(route.component, request_id, trace, level);
+    let (trace, tracer, mut root) = start_trace(route, &head, spans);
+    let log = Logger::new(route.component, request_id, trace, level).with_tracer(tracer);
     let method = head.method.clone();
     let instance = head.uri.path().to_string();
 
@@ -229,6 +243,7 @@ async fn serve<B, I>(
         Ok(response) => response,
         Err(problem) => {
             if problem.status().is_server_error() {
+                root.fail(problem.error_type(), problem.description());
                 let mut fields = vec![
                     ("problem", json!(problem.kind.type_uri())),
                     ("detail", json!(problem.detail)),
@@ -250,7 +265,57 @@ async fn serve<B, I>(
     ];
     let level = if status >= 500 { LogLevel::Error } else { LogLevel::Info };
     log.log(level, "request completed", &fields);
+    root.set("http.request.method", method_name(&method));
+    root.set("http.route", route.path);
+    root.set("http.response.status_code", u32::from(status));
     response
+}
+
+/// Step 1's trace: the caller's context, or the host's span's when the host
+/// gives one. Where spans go (`spans`), the component's span is open under
+/// the host's span, or else under the caller's (Spin 4.1 gives a WASI 0.3
+/// component no span: `spin::otel`), or it starts the trace; the tracer
+/// opens the others under it. A trace the host or the caller did not
+/// sample records nothing.
+fn start_trace(route: &Route, head: &Parts, spans: Option<&'static dyn SpanExporter>) -> (TraceContext, Tracer, Span) {
+    let trace = TraceContext::from_headers(&head.headers);
+    let Some(exporter) = spans else {
+        return (trace, Tracer::off(), Span::none());
+    };
+    let (trace, parent, sampled) = match exporter.host_span().filter(HostSpan::is_valid) {
+        Some(host) => {
+            let trace = trace.within(&host);
+            (trace, host.span_id, host.sampled)
+        }
+        None => {
+            let parent = trace.parent_span_id.clone();
+            let sampled = trace.sampled || parent.is_none();
+            (trace, parent.unwrap_or_default(), sampled)
+        }
+    };
+    if !sampled {
+        return (trace, Tracer::off(), Span::none());
+    }
+    let ids = SpanIds {
+        trace_id: trace.trace_id.clone(),
+        span_id: trace.span_id.clone(),
+    };
+    let (tracer, root) = Tracer::start(exporter, ids, parent, route.component);
+    (trace, tracer, root)
+}
+
+/// The method's name as a `'static` attribute value.
+fn method_name(method: &Method) -> span::Value {
+    match *method {
+        Method::GET => "GET".into(),
+        Method::HEAD => "HEAD".into(),
+        Method::POST => "POST".into(),
+        Method::PUT => "PUT".into(),
+        Method::DELETE => "DELETE".into(),
+        Method::PATCH => "PATCH".into(),
+        Method::OPTIONS => "OPTIONS".into(),
+        _ => "_OTHER".into(),
+    }
 }
 
 /// What steps 2 to 4 let through.
@@ -294,7 +359,8 @@ fn admit(
                 log.error("invalid config", &[("variables", json!(["jwt_secret"]))]);
                 return Err(ConfigError::missing("jwt_secret").to_problem());
             };
-            Some(authenticate(&head.headers, auth, now.timestamp())?)
+            let mut span = log.span("authenticate", SpanKind::Internal);
+            Some(span.record(authenticate(&head.headers, auth, now.timestamp()))?)
         }
         None => None,
     };
@@ -317,12 +383,18 @@ async fn read_json<B: BodySource, T: DeserializeOwned>(
             format!("the body holds more than {MAX_JSON_VALUES} JSON values"),
         ));
     }
-    let value = parse_json(&bytes)?;
+    let mut span = log.span("validate request body", SpanKind::Internal);
+    span.set("http.request.body.size", bytes.len() as i64);
+    let value = span.record(parse_json(&bytes))?;
     let errors = contract.validator().errors(&value);
     if !errors.is_empty() {
         let detail = count_failures(errors.len(), "constraint(s)");
-        return Err(Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors));
+        span.set("app.validation.error_count", errors.len() as i64);
+        return span.record(Err(
+            Problem::new(ProblemKind::ValidationFailed, detail).with_errors(errors)
+        ));
     }
+    span.end();
     // JSON Schema counts 851.0 as an integer; so do the route's types.
     serde_json::from_value(integral_floats_as_integers(value)).map_err(|e| {
         // The schema admitted what the type refuses: a defect of ours.
@@ -344,7 +416,9 @@ async fn read_raw<B: BodySource, P: DeserializeOwned>(
 ) -> Result<(P, RawBody), Problem> {
     check_identity_encoding(head)?;
     let media_type = raw_media_type(head, raw)?;
-    let parameters = query_parameters(head, contract, raw)?;
+    let mut span = log.span("validate query parameters", SpanKind::Internal);
+    let parameters = span.record(query_parameters(head, contract, raw))?;
+    span.end();
     let bytes = read_within(head, body, raw.limit, log).await?;
     Ok((parameters, RawBody { media_type, bytes }))
 }
@@ -760,6 +834,96 @@ mod tests {
         assert_eq!(v["errors"].as_array().unwrap().len(), 2);
         assert_eq!(v["instance"], "/orders");
         assert_eq!(v["requestId"], r.headers()["x-request-id"].to_str().unwrap());
+    }
+
+    const HOST_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn host(sampled: bool) -> Option<crate::span::HostSpan> {
+        Some(crate::span::HostSpan {
+            trace_id: HOST_TRACE.into(),
+            span_id: "b7ad6b7169203331".into(),
+            sampled,
+        })
+    }
+
+    /// The spans of a request sent with `traceparent` to a host that gives
+    /// the span `host`, in the order they ended.
+    fn traced(
+        host: Option<crate::span::HostSpan>,
+        traceparent: Option<&'static str>,
+        body: &'static [u8],
+    ) -> (Response<Bytes>, Vec<crate::span::FinishedSpan>) {
+        let recorder = crate::span::tests::recorder(host);
+        let mut head = head("POST", Some("application/json"));
+        if let Some(value) = traceparent {
+            head.headers.insert("traceparent", HeaderValue::from_static(value));
+        }
+        let request = incoming(head, body).traced_by(recorder);
+        let response = futures::executor::block_on(serve_json(&CREATE_ORDER, request, async |ctx: &Ctx, _: Value| {
+            let _statement = ctx.log.span("SELECT orders", crate::span::SpanKind::Client);
+            Ok(json(StatusCode::OK, &"stored"))
+        }));
+        let ended = recorder.ended.borrow().clone();
+        assert_eq!(
+            recorder.started.borrow().len(),
+            ended.len(),
+            "every span started is ended"
+        );
+        (response, ended)
+    }
+
+    #[test]
+    fn a_traced_request_has_its_steps_under_the_component_span() {
+        let (response, spans) = traced(host(true), Some(CALLER), VALID);
+        assert_eq!(response.status(), 200);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["validate request body", "SELECT orders", "test-post"]);
+        let root = spans.last().unwrap();
+        // The host's span is the component's parent, the host's trace its trace.
+        assert_eq!(root.parent_span_id, "b7ad6b7169203331");
+        assert_eq!(root.ids.trace_id, HOST_TRACE);
+        for step in &spans[..2] {
+            assert_eq!(step.parent_span_id, root.ids.span_id);
+            assert_eq!(step.ids.trace_id, root.ids.trace_id);
+        }
+        assert!(root.attributes.contains(&("http.route", "/orders".into())));
+        assert!(root.attributes.contains(&("http.response.status_code", 200u32.into())));
+        assert_eq!(root.error, None);
+
+        let (response, spans) = traced(host(true), None, b"{\"items\": []}");
+        assert_eq!(response.status(), 400);
+        let validate = &spans[0];
+        assert_eq!(validate.name, "validate request body");
+        assert_eq!(validate.error.as_deref(), Some("Request validation failed"));
+        assert!(
+            validate
+                .attributes
+                .contains(&("error.type", "validation-failed".into()))
+        );
+        assert_eq!(spans.len(), 2, "the logic never ran: {spans:?}");
+        // A client error is not the component's failure.
+        assert_eq!(spans[1].error, None);
+    }
+
+    #[test]
+    fn without_a_host_span_the_callers_span_is_the_parent() {
+        let (_, spans) = traced(None, Some(CALLER), VALID);
+        let root = spans.last().unwrap();
+        assert_eq!(root.ids.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(root.parent_span_id, "00f067aa0ba902b7");
+        // No caller either: the component starts the trace.
+        let (_, spans) = traced(None, None, VALID);
+        let root = spans.last().unwrap();
+        assert_eq!((root.ids.trace_id.len(), root.parent_span_id.as_str()), (32, ""));
+        assert_eq!(spans[0].parent_span_id, root.ids.span_id);
+    }
+
+    #[test]
+    fn an_unsampled_trace_records_nothing() {
+        assert!(traced(host(false), Some(CALLER), VALID).1.is_empty());
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(traced(None, Some(unsampled), VALID).1.is_empty());
     }
 
     #[test]

@@ -301,6 +301,18 @@ impl Problem {
     }
 }
 
+/// A problem on a span: its type's last segment (`validation-failed`) and
+/// its title, never the detail, which may quote the request.
+impl crate::span::SpanError for Problem {
+    fn error_type(&self) -> &'static str {
+        self.kind.type_uri().trim_start_matches("/problems/")
+    }
+
+    fn description(&self) -> String {
+        self.kind.title().to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! a new trace, as the specification asks of a malformed header (§3.2.2).
 //! Each request gets a span id of its own, the id its log lines carry.
 
+use crate::span::HostSpan;
 use http::HeaderMap;
 
 /// The header naming the caller's trace and span.
@@ -38,9 +39,7 @@ impl TraceContext {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent);
         let drawn = random_uuid_bytes();
-        let span_id = hex(&[
-            drawn[0], drawn[1], drawn[2], drawn[3], drawn[4], drawn[5], drawn[9], drawn[10],
-        ]);
+        let span_id = span_id_of(&drawn);
         match parent {
             Some((trace_id, parent_span_id, sampled)) => TraceContext {
                 trace_id,
@@ -62,6 +61,19 @@ impl TraceContext {
                     tracestate: None,
                 }
             }
+        }
+    }
+
+    /// The same request inside the host's span `host`, when the host traces
+    /// it: the host's trace (which honoured the caller's `traceparent`, or
+    /// started one) and the host's span as the parent, so the log lines name
+    /// the trace the host exports.
+    pub fn within(self, host: &HostSpan) -> Self {
+        TraceContext {
+            trace_id: host.trace_id.to_ascii_lowercase(),
+            parent_span_id: Some(host.span_id.to_ascii_lowercase()),
+            sampled: host.sampled,
+            ..self
         }
     }
 
@@ -118,6 +130,17 @@ fn is_hex(text: &str, len: usize) -> bool {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh span id: 16 lower-case hex digits from one random draw.
+pub(crate) fn new_span_id() -> String {
+    span_id_of(&random_uuid_bytes())
+}
+
+/// A span id from eight of a draw's random bytes (bytes 11 to 15 stay
+/// unused, for a trace id drawn with it).
+fn span_id_of(b: &[u8; 16]) -> String {
+    hex(&[b[0], b[1], b[2], b[3], b[4], b[5], b[9], b[10]])
 }
 
 /// The bytes of a v4 UUID, drawn from the host's randomness. Bytes 6 and
@@ -187,5 +210,18 @@ mod tests {
         )]);
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(!t.sampled);
+    }
+
+    #[test]
+    fn the_hosts_span_becomes_the_parent() {
+        let host = HostSpan {
+            trace_id: "0AF7651916CD43DD8448EB211C80319C".into(),
+            span_id: "b7ad6b7169203331".into(),
+            sampled: true,
+        };
+        let t = with(&[]).within(&host);
+        assert_eq!(t.trace_id, "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(t.parent_span_id.as_deref(), Some("b7ad6b7169203331"));
+        assert!(t.sampled && is_hex(&t.span_id, 16));
     }
 }

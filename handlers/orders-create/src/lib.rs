@@ -11,7 +11,7 @@ async fn handle(request: Request) -> impl spin_sdk::http::IntoResponse {
         &kit::contract::CREATE_ORDER,
         request,
         async |ctx: &Ctx, order: NewOrder| {
-            let store = kit::spin::order_store(&ctx.config).await?;
+            let store = kit::spin::order_store(ctx).await?;
             orders::create(ctx, &store, order).await
         },
     )

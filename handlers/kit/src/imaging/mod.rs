@@ -309,6 +309,12 @@ impl Job<'_> {
     /// that runs a guest on one thread until it returns (Spin) can use it to
     /// serve other requests in between.
     pub fn run(self, pause: &mut dyn FnMut()) -> Result<Resized, ImagingError> {
+        self.run_in_stages(pause, &mut |_| ())
+    }
+
+    /// [`Job::run`], telling `stage` as each [`Stage`] begins (a caller
+    /// times them as spans); a failure belongs to the last stage told.
+    pub fn run_in_stages(self, pause: &mut dyn FnMut(), stage: &mut dyn FnMut(Stage)) -> Result<Resized, ImagingError> {
         let Job {
             input,
             params,
@@ -321,6 +327,7 @@ impl Job<'_> {
         let (content_w, content_h) = plan.content;
         let (canvas_w, canvas_h) = plan.canvas;
         let channels: u64 = if keep_alpha { 4 } else { 3 };
+        stage(Stage::Decode);
         let image = match shrink_on_load(input, (header.width, header.height), plan.content, pause) {
             Some(smaller) => smaller,
             None if header.format == ImageFormat::Png => png_rows::decode(input, pause)?,
@@ -337,6 +344,7 @@ impl Job<'_> {
             (image.into_rgb8().into_raw(), PixelType::U8x3)
         };
         pause();
+        stage(Stage::Resize);
         let content = if (content_w, content_h) == (width, height) {
             pixels
         } else {
@@ -357,13 +365,60 @@ impl Job<'_> {
         out.apply_orientation(header.orientation);
         pause();
         let (width, height) = (out.width(), out.height());
+        stage(Stage::Encode);
         let bytes = encode(&out, &params, pause)?;
+        stage(Stage::Done);
         Ok(Resized {
             bytes,
             format: params.format,
             width,
             height,
         })
+    }
+}
+
+/// The stages of [`Job::run_in_stages`], in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The pixels decoded (shrunk on load when the format allows).
+    Decode,
+    /// Scaled, cropped or letterboxed into the box, and oriented.
+    Resize,
+    /// Encoded in the output format.
+    Encode,
+    /// The encoded bytes are ready.
+    Done,
+}
+
+impl Stage {
+    /// The stage's span name.
+    pub fn span_name(self) -> &'static str {
+        match self {
+            Stage::Decode => "image decode",
+            Stage::Resize => "image resize",
+            Stage::Encode => "image encode",
+            Stage::Done => "image done",
+        }
+    }
+}
+
+/// A refusal on a span: its class, never the image's details.
+impl crate::span::SpanError for ImagingError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            ImagingError::TooManyBytes(_) => "too-many-bytes",
+            ImagingError::Unsupported(_) => "unsupported-image",
+            ImagingError::TooManyPixels { .. } => "too-many-pixels",
+            ImagingError::TooMuchMemory { .. } => "too-much-memory",
+            ImagingError::InstanceTooSmall { .. } => "instance-too-small",
+            ImagingError::Corrupt(_) => "corrupt-image",
+            ImagingError::BadParams(_) => "bad-parameters",
+            ImagingError::Encode(_) => "encode-failed",
+        }
+    }
+
+    fn description(&self) -> String {
+        format!("image refused: {}", self.error_type())
     }
 }
 

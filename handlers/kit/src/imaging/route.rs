@@ -7,9 +7,10 @@
 
 use super::budget::{RETRY_AFTER_SECONDS, Refusal, SHARED_MEMORY_BUDGET, SharedBudget, UNTRACKED_BYTES};
 use super::footprint::Footprint;
-use super::{DEFAULT_QUALITY, Fit, Format, ImagingError, MAX_IMAGE_BYTES, Params};
+use super::{DEFAULT_QUALITY, Fit, Format, ImagingError, MAX_IMAGE_BYTES, Params, Stage};
 use crate::pipeline::{Ctx, RawBody, json};
 use crate::problem::{FieldError, Problem, ProblemKind};
+use crate::span::{Span, SpanKind};
 use crate::sql::Database;
 use base64::DecodeError;
 use base64::Engine;
@@ -123,7 +124,11 @@ async fn resize<D: Database>(
     // a memory grown by this job stays grown.
     let held = Footprint::now().memory;
     if (held > UNTRACKED_BYTES || claimed)
-        && let Err(e) = budget.record(held).await
+        && let Err(e) = {
+            let mut span = ctx.log.span("image budget record", SpanKind::Internal);
+            span.set("app.image.held_bytes", held as i64);
+            span.record(budget.record(held).await)
+        }
     {
         ctx.log.warn(
             "image memory not recorded",
@@ -148,17 +153,33 @@ async fn resize_within<D: Database>(
         }
         problem(e)
     };
-    let job = super::prepare(image, params).map_err(refused)?;
+    let mut span = ctx.log.span("image prepare", SpanKind::Internal);
+    let job = span.record(super::prepare(image, params)).map_err(refused)?;
+    span.set("app.image.peak_bytes", job.peak_bytes() as i64);
+    span.end();
     let at_peak = Footprint::now().with_job(job.peak_bytes());
     if at_peak > UNTRACKED_BYTES {
+        let mut span = ctx.log.span("image budget claim", SpanKind::Internal);
+        span.set("app.image.claim_bytes", at_peak as i64);
         match budget.claim(at_peak).await {
             Ok(()) => *claimed = true,
-            Err(Refusal::Busy) => return Err(busy()),
-            Err(Refusal::Database(e)) => return Err(e.into()),
+            Err(Refusal::Busy) => {
+                span.fail("server-busy", "the shared image memory is held");
+                return Err(busy());
+            }
+            Err(Refusal::Database(e)) => return Err(span.record(Err(e))?),
         }
     }
     job.fits_in_instance().map_err(refused)?;
-    Ok(job.run(pause).map_err(refused)?.bytes)
+    // One span per stage: telling a stage ends the span of the one before.
+    let mut current = Span::none();
+    let outcome = job.run_in_stages(pause, &mut |stage| {
+        current = match stage {
+            Stage::Done => Span::none(),
+            stage => ctx.log.span(stage.span_name(), SpanKind::Internal),
+        };
+    });
+    Ok(current.record(outcome).map_err(refused)?.bytes)
 }
 
 /// Decodes `imageData`, refusing an oversized image from its length alone.

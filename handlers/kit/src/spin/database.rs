@@ -17,11 +17,12 @@
 //! the store is safe to run twice: inserts carry their own primary key and
 //! `ON CONFLICT DO NOTHING`, the rest read or clear idempotency keys.
 
-use crate::config::{Config, DatabaseConfig};
+use crate::config::DatabaseConfig;
 use crate::durability::Durability;
 use crate::migrations::retry_while_locked;
 use crate::orders::OrderStore;
-use crate::sql::{Database, DbError, Dialect, SqlValue};
+use crate::pipeline::Ctx;
+use crate::sql::{Database, DbError, Dialect, SqlValue, Traced};
 use spin_sdk::{pg, sqlite};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,13 +30,14 @@ use std::rc::Rc;
 /// The order store the config names (Spin's `default` SQLite database, or
 /// PostgreSQL when `database_url` is set), over the instance's connection.
 /// Fails when the database cannot be opened or migrated.
-pub async fn order_store(config: &Config) -> Result<OrderStore<InstanceDatabase>, DbError> {
+/// Each statement is a span of the request (`ctx.log`).
+pub async fn order_store(ctx: &Ctx) -> Result<OrderStore<Traced<InstanceDatabase>>, DbError> {
     let database = InstanceDatabase {
-        config: config.database.clone(),
-        durability: config.sqlite_synchronous,
+        config: ctx.config.database.clone(),
+        durability: ctx.config.sqlite_synchronous,
     };
     database.connection().await?;
-    Ok(OrderStore::new(database))
+    Ok(OrderStore::new(Traced::new(database, ctx.log.clone())))
 }
 
 thread_local! {

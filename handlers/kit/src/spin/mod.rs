@@ -7,7 +7,9 @@
 //! - [`database`]: the order store over the instance's database connection,
 //!   opened, migrated and kept on first use;
 //! - [`image_budget`]: the image memory budget over the host's SQLite file
-//!   (feature `imaging`).
+//!   (feature `imaging`);
+//! - `otel` (feature `otel`): the request's spans through Spin's
+//!   `wasi:otel`.
 //!
 //! Each is a thin translation; the logic is in the plain modules.
 
@@ -15,6 +17,8 @@ pub mod config;
 pub mod database;
 #[cfg(feature = "imaging")]
 pub mod image_budget;
+#[cfg(feature = "otel")]
+pub mod otel;
 
 pub use config::config;
 pub use database::order_store;
@@ -33,7 +37,10 @@ use serde::de::DeserializeOwned;
 async fn incoming<B>(request: http::Request<B>) -> Incoming<SpinBody<B>> {
     let config = config().await;
     let (head, body) = request.into_parts();
-    Incoming::new(head, SpinBody(body), config)
+    let incoming = Incoming::new(head, SpinBody(body), config);
+    #[cfg(feature = "otel")]
+    let incoming = incoming.traced_by(&otel::WASI_OTEL);
+    incoming
 }
 
 /// Serves a route without a body ([`pipeline::serve_empty`]); the answer
