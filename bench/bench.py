@@ -454,6 +454,9 @@ class Bench:
         }
         if extra:
             row["background"] = extra
+        # Memory: what the server holds right after the scenario, and its
+        # peak so far; the scenario where the peak jumps is what holds it.
+        row["server_rss_mib"], row["server_peak_rss_mib"] = rss_mib(server.proc.pid), server.peak_rss_mib()
         self.rows.append(row)
         problems = []
         if unexpected:
@@ -466,7 +469,8 @@ class Bench:
             problems += extra["problems"]
         line = (f"     {row['rps']:,.0f} req/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
                 f"{row['errors']} errors; CPU: {self.label or ENGINE} {row['cpu_runtime_pct']:.0f}%, "
-                f"wrk {row['cpu_wrk_pct']:.0f}%, other {row['cpu_other_pct']:.0f}%")
+                f"wrk {row['cpu_wrk_pct']:.0f}%, other {row['cpu_other_pct']:.0f}%; RSS "
+                f"{row['server_rss_mib']:.0f} MiB (peak {row['server_peak_rss_mib']:.0f})")
         say(line)
         if row["cpu_other_pct"] > 25:
             say(f"     note: other processes used {row['cpu_other_pct']:.0f}% of a core meanwhile; "

@@ -8,7 +8,9 @@
 //! as an async closure, and runs, in order:
 //!
 //! 1. request id (the caller's when sane), trace context (the caller's
-//!    `traceparent` when valid), logger;
+//!    `traceparent` when valid), logger; where spans are recorded (the
+//!    `otel` build: [`crate::span`]), the component's span, under which
+//!    authentication, validation and the logic's own steps open theirs;
 //! 2. `405` + `Allow` for a method the route does not serve;
 //! 3. `500 invalid-config` naming each bad variable;
 //! 4. authentication, on routes with `auth`: `401` before the body is read;

@@ -404,3 +404,87 @@ fn durability_is_set_per_connection_and_normal_only_in_wal_mode() {
     let again = OrderStore::new(open_migrated(&path));
     assert_eq!(count(&again), SqlValue::Integer(1));
 }
+
+/// Keeps every span it is given: an exporter as the host's `wasi:otel` is.
+#[derive(Default)]
+struct Spans {
+    ended: std::sync::Mutex<Vec<kit::span::FinishedSpan>>,
+}
+
+impl kit::span::SpanExporter for Spans {
+    fn host_span(&self) -> Option<kit::span::HostSpan> {
+        None
+    }
+    fn start(&self, _: &kit::span::SpanIds) {}
+    fn end(&self, span: kit::span::FinishedSpan) {
+        self.ended.lock().unwrap().push(span);
+    }
+}
+
+#[test]
+fn a_traced_create_has_one_span_per_step_and_statement_and_no_values() {
+    use kit::span::{SpanKind, Value as Attr};
+    let (_dir, path) = temp_db();
+    let spans: &'static Spans = Box::leak(Box::default());
+    let marker = "sku-traced-7f3a";
+    let body = json!({"userId": USER, "items": [{"productId": marker, "quantity": 2}]}).to_string();
+    let head = Request::post("/orders")
+        .header("content-type", "application/json")
+        .header("authorization", bearer(USER))
+        .header("idempotency-key", "key-traced")
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let incoming = Incoming::new(head, Bytes::from(body), Ok(config()))
+        .at(noon())
+        .traced_by(spans);
+    let db = open_migrated(&path);
+    let response = block_on(serve_json(
+        &CREATE_ORDER,
+        incoming,
+        async move |ctx: &Ctx, order: NewOrder| {
+            let store = OrderStore::new(kit::sql::Traced::new(db, ctx.log.clone()));
+            orders::create(ctx, &store, order).await
+        },
+    ));
+    assert_eq!(response.status(), 201);
+    let ended = spans.ended.lock().unwrap();
+    let names: Vec<&str> = ended.iter().map(|s| s.name.as_ref()).collect();
+    // The idempotency key first releases an expired holder, then inserts.
+    assert_eq!(
+        names,
+        [
+            "authenticate",
+            "validate request body",
+            "UPDATE orders",
+            "INSERT orders",
+            "orders-create"
+        ]
+    );
+    let root = ended.last().unwrap();
+    assert_eq!(root.parent_span_id, "00f067aa0ba902b7");
+    let insert = &ended[3];
+    assert_eq!(insert.kind, SpanKind::Client);
+    assert_eq!(insert.parent_span_id, root.ids.span_id);
+    for (key, value) in [
+        ("db.system.name", "sqlite"),
+        ("db.system", "sqlite"),
+        ("db.operation.name", "INSERT"),
+        ("db.collection.name", "orders"),
+    ] {
+        assert!(
+            insert.attributes.contains(&(key, Attr::from(value))),
+            "{key}: {:?}",
+            insert.attributes
+        );
+    }
+    // Statements bind their values: none is on any span.
+    for span in ended.iter() {
+        let text = format!("{:?} {:?}", span.attributes, span.error);
+        for value in [marker, USER, "key-traced", SECRET] {
+            assert!(!text.contains(value), "{} carries {value}: {text}", span.name);
+        }
+    }
+}
