@@ -30,6 +30,17 @@ COMPONENT_TESTS := --test suite
 UP_FLAGS ?= --max-instance-concurrent-reuse-count 1
 export UP_FLAGS
 
+# What Spin's pooling allocator keeps resident of a freed instance's memory
+# and tables (Spin's defaults: 2 MiB and 512 KiB, read from these variables;
+# the runner reads them too). With one request per instance at a time, each
+# scenario of the bench leaves dozens of freed slots, each holding its
+# component's whole small heap: 0 returns them to the kernel. Peak RSS of
+# `spin up` over `make bench` 493-502 -> 322-333 MiB, no route slower
+# beyond the run-to-run spread (four runs against three, bench/README.md).
+SPIN_WASMTIME_LINEAR_MEMORY_KEEP_RESIDENT ?= 0
+SPIN_WASMTIME_TABLE_KEEP_RESIDENT ?= 0
+export SPIN_WASMTIME_LINEAR_MEMORY_KEEP_RESIDENT SPIN_WASMTIME_TABLE_KEEP_RESIDENT
+
 # The development-only token secret `make up` creates when none is given.
 DEV_SECRET := .spin/jwt_secret
 # Exported to the runner, spin and the token tool: SPIN_VARIABLE_JWT_SECRET wins.

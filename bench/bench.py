@@ -874,42 +874,53 @@ class SpanSink(http.server.BaseHTTPRequestHandler):
 
 
 def tracing_scenarios(bench, app, traffic):
-    """Step 6b (real Spin): the order routes again with tracing on: the otel build (make components-otel)
-    under --experimental-wasi-otel, exporting Spin's spans and the components' own over OTLP/HTTP to a
-    receiver in this process. Step 4's rows are the same routes with tracing off, in the same run; both
+    """Step 6b (real Spin): the order routes again with tracing on, twice: the default build with Spin's own
+    spans exported (OTEL_EXPORTER_OTLP_ENDPOINT), then the otel build (make components-otel) under
+    --experimental-wasi-otel, exporting Spin's spans and the components' own. Both export over OTLP/HTTP to
+    a receiver in this process. Step 4's rows are the same routes with tracing off, in the same run; all
     serve the same SQLite file (the app's state directory)."""
     why = ("the components' spans need real Spin (BENCH_ENGINE=spin)" if ENGINE != "spin"
            else None if os.path.exists(OTEL_MANIFEST) else "no target/otel/spin.toml (make components-otel)")
+    configs = (("spin", "Spin's spans", os.path.join(ROOT, "spin.toml"), []),
+               ("otel", "Spin's and the components' spans", OTEL_MANIFEST, ["--experimental-wasi-otel"]))
     if why:
-        for key, title in TRACED:
-            bench.skip(f"traced-{key}", f"{title}, traced", why)
+        for name, label, _, _ in configs:
+            for key, title in TRACED:
+                bench.skip(f"traced-{name}-{key}", f"{title}, {label}", why)
         return {"skipped": why}
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SpanSink)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     env = dict(app.env, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.server_address[1]}",
                OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_SERVICE_NAME="orders-api")
-    server = Server("app-traced", OTEL_MANIFEST, app.state_dir, env, flags=["--experimental-wasi-otel"])
-    say("bench: the otel build, tracing on (spans exported to a receiver on loopback) ...")
-    server.start("/healthz", "start")
-    json_post = dict(method="POST", headers=("Content-Type: application/json", traffic.auth))
-    on = {"healthz": bench.scenario("traced-healthz", "GET /healthz, traced", server, "/healthz", {200}),
-          "post-orders-valid": bench.scenario("traced-post-orders-valid", "POST /orders (valid), traced", server,
-                                              "/orders", {201}, body=traffic.valid, **json_post),
-          "post-orders-invalid": bench.scenario("traced-post-orders-invalid", "POST /orders (invalid), traced",
-                                                server, "/orders", {400}, body=traffic.invalid, **json_post),
-          "get-order": bench.scenario("traced-get-order", "GET /orders/:id, traced", server,
-                                      traffic.get_paths[0], {200}, headers=(traffic.auth,),
-                                      paths=traffic.get_paths)}
-    rss = server.peak_rss_mib()
-    server.stop()
-    time.sleep(1)  # Spin flushes its batch on exit
-    receiver.shutdown()
     off = {r["key"]: r for r in bench.rows if "rps" in r}
-    routes = {k: {"off_rps": off[k]["rps"], "on_rps": r["rps"], "on_vs_off": r["rps"] / off[k]["rps"],
-                  "off_p99_ms": off[k]["p99_ms"], "on_p99_ms": r["p99_ms"]}
-              for k, r in on.items() if k in off and off[k]["rps"]}
-    return {"exports": SpanSink.exports, "export_mib": SpanSink.bytes / 2 ** 20, "peak_rss_mib": rss,
-            "routes": routes}
+    out = {}
+    for name, label, manifest, flags in configs:
+        server = Server(f"app-traced-{name}", manifest, app.state_dir, env, flags=flags)
+        say(f"bench: tracing on, {label} exported to a receiver on loopback ...")
+        server.start("/healthz", "start")
+        SpanSink.exports = SpanSink.bytes = 0
+        on = {}
+        for key, title in TRACED:
+            args = {}
+            path, expect = "/healthz", {200}
+            if key.startswith("post-orders"):
+                args = dict(method="POST", headers=("Content-Type: application/json", traffic.auth),
+                            body=traffic.valid if key == "post-orders-valid" else traffic.invalid)
+                path, expect = "/orders", {201} if key == "post-orders-valid" else {400}
+            elif key == "get-order":
+                args = dict(headers=(traffic.auth,), paths=traffic.get_paths)
+                path = traffic.get_paths[0]
+            on[key] = bench.scenario(f"traced-{name}-{key}", f"{title}, {label}", server, path, expect, **args)
+        rss = server.peak_rss_mib()
+        server.stop()
+        time.sleep(1)  # Spin flushes its batch on exit
+        out[name] = {"label": label, "exports": SpanSink.exports, "export_mib": SpanSink.bytes / 2 ** 20,
+                     "peak_rss_mib": rss,
+                     "routes": {k: {"off_rps": off[k]["rps"], "on_rps": r["rps"], "on_vs_off": r["rps"] / off[k]["rps"],
+                                    "off_p99_ms": off[k]["p99_ms"], "on_p99_ms": r["p99_ms"]}
+                                for k, r in on.items() if k in off and off[k]["rps"]}}
+    receiver.shutdown()
+    return out
 
 
 def instantiation_costs(app, server):
@@ -1222,13 +1233,14 @@ def print_table(results, base, node_rows):
     say(f"uploads: {up['clients']} clients x {up['declared_mib_each']} MiB to POST /orders: {up['statuses']}, "
         f"{up['sent_mib']:.0f} MiB sent before the answers (socket buffers included), server RSS +{up['rss_growth_mib']:.0f} MiB")
     tr = results["tracing"]
-    if tr and "routes" in tr:
-        say("tracing on (otel build, Spin's and the components' spans exported) vs off (step 4), this run: "
-            + ", ".join(f"{k} {r['on_vs_off']:.2f}x (p99 {r['off_p99_ms']:.1f} -> {r['on_p99_ms']:.1f} ms)"
-                        for k, r in tr["routes"].items())
-            + f"; {tr['exports']} exports, {tr['export_mib']:.1f} MiB received")
-    elif tr:
+    if tr and "skipped" in tr:
         say(f"tracing on: skipped ({tr['skipped']})")
+    elif tr:
+        for t in tr.values():
+            say(f"tracing on ({t['label']} exported) vs off (step 4), this run: "
+                + ", ".join(f"{k} {r['on_vs_off']:.2f}x (p99 {r['off_p99_ms']:.1f} -> {r['on_p99_ms']:.1f} ms)"
+                            for k, r in t["routes"].items())
+                + f"; {t['exports']} exports, {t['export_mib']:.1f} MiB received")
     say(f"GET /healthz at c=1: p50 {results['c1_vs_noop_us']['healthz_p50_minus_noop_p50']:+.0f} us over the no-op's")
     if results["instantiation"]:
         say("per-request instance cost, in-process p50: a request that starts a fresh instance minus one on a reused "

@@ -1,7 +1,9 @@
 //! Engine setup, as `spin up` configures wasmtime: component model with
 //! async, epoch interruption ticking every 10 ms, the pooling allocator
-//! sized like Spin's defaults, and wasmtime's own compilation cache (on by
-//! default, in `~/.cache/wasmtime`, as in Spin).
+//! sized like Spin's defaults (and, like Spin, keeping resident what
+//! `SPIN_WASMTIME_LINEAR_MEMORY_KEEP_RESIDENT` / `_TABLE_KEEP_RESIDENT` say
+//! of a freed slot), and wasmtime's own compilation cache (on by default, in
+//! `~/.cache/wasmtime`, as in Spin).
 
 use anyhow::{Context as _, Result};
 use std::path::Path;
@@ -50,8 +52,8 @@ pub(crate) fn build(cache: bool) -> Result<Engine> {
         .max_tables_per_module(2)
         .max_memories_per_module(2)
         .max_memory_size(MAX_MEMORY_SIZE)
-        .linear_memory_keep_resident(2 << 20)
-        .table_keep_resident(512 << 10);
+        .linear_memory_keep_resident(spin_setting("SPIN_WASMTIME_LINEAR_MEMORY_KEEP_RESIDENT", 2 << 20))
+        .table_keep_resident(spin_setting("SPIN_WASMTIME_TABLE_KEEP_RESIDENT", 512 << 10));
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
         Ok(engine) => Ok(engine),
@@ -62,6 +64,18 @@ pub(crate) fn build(cache: bool) -> Result<Engine> {
             config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             Engine::new(&config).map_err(anyhow::Error::from)
         }
+    }
+}
+
+/// One of the pool settings Spin reads from its environment (spin
+/// `crates/core/src/lib.rs`): the variable's value, else Spin's default. As
+/// in Spin, a value that does not parse is an error at startup.
+fn spin_setting(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|e| panic!("failed to parse {name}={value:?}: {e}")),
+        Err(_) => default,
     }
 }
 
