@@ -879,7 +879,7 @@ def tracing_scenarios(bench, app, traffic):
     --experimental-wasi-otel, exporting Spin's spans and the components' own. Both export over OTLP/HTTP to
     a receiver in this process. Step 4's rows are the same routes with tracing off, in the same run; all
     serve the same SQLite file (the app's state directory)."""
-    why = ("the components' spans need real Spin (BENCH_ENGINE=spin)" if ENGINE != "spin"
+    why = ("tracing is measured on real Spin only (BENCH_ENGINE=spin)" if ENGINE != "spin"
            else None if os.path.exists(OTEL_MANIFEST) else "no target/otel/spin.toml (make components-otel)")
     configs = (("spin", "Spin's spans", os.path.join(ROOT, "spin.toml"), []),
                ("otel", "Spin's and the components' spans", OTEL_MANIFEST, ["--experimental-wasi-otel"]))

@@ -1,8 +1,9 @@
 //! The suite's HTTP/1.1 client, written by hand rather than taken from a
 //! crate so that a test sees an answer's framing exactly as the server sent
-//! it: [`Connection`] writes a request (adding `Host` and `Content-Length`)
-//! and reads the answer while the body is still going out (a `413` decided
-//! from `Content-Length` arrives early); `read_answer` parses the status
+//! it: [`Connection`] writes a request (adding `Host` and `Content-Length`,
+//! and `Expect: 100-continue` before a large body, as curl does) and reads
+//! the answer while the body is still going out (a `413` decided from
+//! `Content-Length` arrives early); `read_answer` parses the status
 //! line, headers and a `Content-Length` or chunked body; [`Reply`] is the
 //! parsed answer, with the checks the suite makes of every answer (framing,
 //! JSON against `schemas/`, problem details, request ids).
@@ -12,6 +13,18 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
+
+/// From this many body bytes on, a request asks `Expect: 100-continue` and
+/// sends the body only when the server asks for it (curl's threshold: 1
+/// MiB). A server that answers first (an early `413` or `401`) then closes
+/// a connection it never read a body from: had the body been sent, the
+/// close with unread data would reset the connection, and the reset can
+/// discard the answer before the client reads it (seen on Spin, rarely).
+const EXPECT_CONTINUE_FROM: usize = 1 << 20;
+
+/// How long to wait for `100 Continue` before sending the body anyway, as
+/// RFC 9110 (10.1.1) lets a client do with a server that ignores `Expect`.
+const CONTINUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One HTTP/1.1 connection to the app, spoken by hand so that the test sees
 /// the framing exactly as the server sent it, and so that an answer that
@@ -77,12 +90,31 @@ impl Connection {
         if !has_length && (!body.is_empty() || matches!(head.method, Method::POST | Method::PUT | Method::PATCH)) {
             text.push_str(&format!("content-length: {}\r\n", body.len()));
         }
+        let expect = body.len() >= EXPECT_CONTINUE_FROM && !head.headers.contains_key(http::header::EXPECT);
+        if expect {
+            text.push_str("expect: 100-continue\r\n");
+        }
         for (name, value) in &head.headers {
             text.push_str(&format!("{name}: {}\r\n", value.to_str().map_err(|e| e.to_string())?));
         }
         text.push_str("\r\n");
         let is_head = head.method == Method::HEAD;
         let (mut reader, mut writer) = self.stream.split();
+        if expect {
+            writer.write_all(text.as_bytes()).await.map_err(|e| e.to_string())?;
+            text.clear();
+            let interim = tokio::time::timeout(CONTINUE_WAIT, read_answer(&mut reader, &mut self.buffer, is_head));
+            match interim.await {
+                Ok(Ok(reply)) if reply.status == StatusCode::CONTINUE => {}
+                Ok(Ok(reply)) => {
+                    // Answered without the body: the server will close.
+                    self.spent = true;
+                    return Ok(reply);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {} // no interim answer: send the body anyway
+            }
+        }
         let write = async {
             writer.write_all(text.as_bytes()).await?;
             for chunk in body.chunks(64 * 1024) {
