@@ -122,10 +122,7 @@ fn verify_hs256(token: &str, key: &[u8]) -> Result<Value, &'static str> {
         return Err(MALFORMED);
     };
     let signing_input = &token[..header.len() + 1 + payload.len()];
-    let header: Value = base64url(header)
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(Value::is_object)
-        .ok_or(MALFORMED)?;
+    let header = json_object(header).ok_or(MALFORMED)?;
     if header.get("alg").and_then(Value::as_str) != Some("HS256") {
         return Err("the token must be signed with HS256");
     }
@@ -137,10 +134,7 @@ fn verify_hs256(token: &str, key: &[u8]) -> Result<Value, &'static str> {
     mac.update(signing_input.as_bytes());
     mac.verify_slice(&signature)
         .map_err(|_| "the token's signature does not verify")?;
-    let claims: Value = base64url(payload)
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .filter(Value::is_object)
-        .ok_or("the token's claims are malformed")?;
+    let claims = json_object(payload).ok_or("the token's claims are malformed")?;
     if claims.get("sub").is_none() || claims.get("exp").is_none() {
         return Err("the token lacks a required claim (sub, exp)");
     }
@@ -150,6 +144,13 @@ fn verify_hs256(token: &str, key: &[u8]) -> Result<Value, &'static str> {
 /// Unpadded base64url (RFC 7515 §2), as JWS writes every part.
 fn base64url(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+/// A JWS part holding a JSON object (the header, the claims).
+fn json_object(part: &str) -> Option<Value> {
+    base64url(part)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter(Value::is_object)
 }
 
 /// `iss` must equal the configured issuer and `aud` (a string or an array
