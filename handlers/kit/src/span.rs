@@ -42,10 +42,7 @@ pub struct HostSpan {
 impl HostSpan {
     /// A context naming a real span (ids well formed, not all zero).
     pub fn is_valid(&self) -> bool {
-        let hex = |s: &str, n: usize| {
-            s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
-        };
-        hex(&self.trace_id, 32) && hex(&self.span_id, 16)
+        crate::trace_context::is_id(&self.trace_id, 32) && crate::trace_context::is_id(&self.span_id, 16)
     }
 }
 

@@ -94,13 +94,8 @@ fn parse_traceparent(value: &str) -> Option<(String, String, bool)> {
     let span_id = fields.next()?;
     let flags = fields.next()?;
     let rest = fields.next();
-    let well_formed = is_hex(version, 2)
-        && version != "ff"
-        && is_hex(trace_id, 32)
-        && is_hex(span_id, 16)
-        && is_hex(flags, 2)
-        && trace_id.bytes().any(|b| b != b'0')
-        && span_id.bytes().any(|b| b != b'0');
+    let well_formed =
+        is_hex(version, 2) && version != "ff" && is_id(trace_id, 32) && is_id(span_id, 16) && is_hex(flags, 2);
     // Version 00 has exactly four fields; later versions may add more.
     if !well_formed || (version == "00" && rest.is_some()) {
         return None;
@@ -121,6 +116,12 @@ fn tracestate(headers: &HeaderMap) -> Option<String> {
         .collect();
     let joined = values.join(",");
     (!joined.is_empty() && joined.len() <= 512 && joined.split(',').count() <= 32).then_some(joined)
+}
+
+/// A trace (32) or span (16) id as W3C Trace Context writes one: `len`
+/// lower-case hex digits, not all zero.
+pub(crate) fn is_id(text: &str, len: usize) -> bool {
+    is_hex(text, len) && text.bytes().any(|b| b != b'0')
 }
 
 /// `len` lower-case hex digits.

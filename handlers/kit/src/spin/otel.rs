@@ -50,10 +50,11 @@ pub struct WasiOtel;
 impl SpanExporter for WasiOtel {
     fn host_span(&self) -> Option<HostSpan> {
         let host = wasi::outer_span_context();
-        // Spin writes ids as unpadded hex numbers (`{:x}`): pad them back.
+        // Spin writes ids as unpadded hex numbers (`{:x}`): pad them back,
+        // in the lower case W3C ids are written in.
         Some(HostSpan {
-            trace_id: format!("{:0>32}", host.trace_id),
-            span_id: format!("{:0>16}", host.span_id),
+            trace_id: format!("{:0>32}", host.trace_id.to_ascii_lowercase()),
+            span_id: format!("{:0>16}", host.span_id.to_ascii_lowercase()),
             sampled: host.trace_flags.contains(wasi::TraceFlags::SAMPLED),
         })
     }
