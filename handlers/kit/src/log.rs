@@ -50,7 +50,7 @@ impl Logger {
     /// Starts a span of this request under the component's span; it ends
     /// when dropped. A no-op unless the request is traced.
     pub fn span(&self, name: impl Into<std::borrow::Cow<'static, str>>, kind: SpanKind) -> Span {
-        self.tracer.span(name, kind)
+        self.tracer.child(&self.trace.trace_id, &self.trace.span_id, name, kind)
     }
 
     /// The request's id, which the answer also carries (`x-request-id`,

@@ -302,7 +302,8 @@ fn start_trace(route: &Route, head: &Parts, spans: Option<&'static dyn SpanExpor
         trace_id: trace.trace_id.clone(),
         span_id: trace.span_id.clone(),
     };
-    let (tracer, root) = Tracer::start(exporter, ids, parent, route.component);
+    let tracer = Tracer::to(exporter);
+    let root = tracer.start(ids, parent, route.component, SpanKind::Internal);
     (trace, tracer, root)
 }
 

@@ -15,7 +15,6 @@
 //! `error.type`); none carries a parameter value, a header or a body.
 
 use std::borrow::Cow;
-use std::rc::Rc;
 use std::time::SystemTime;
 
 /// Where spans go, and the host's side of the trace.
@@ -128,16 +127,11 @@ pub struct FinishedSpan {
     pub error: Option<String>,
 }
 
-/// The spans of one request: cheap to clone, a no-op when off.
-#[derive(Clone, Default)]
-pub struct Tracer(Option<Rc<Recording>>);
-
-struct Recording {
-    exporter: &'static dyn SpanExporter,
-    trace_id: String,
-    /// The component's span, the parent of every other.
-    root_span_id: String,
-}
+/// Where a request's spans go: nowhere when off. The ids they hang under
+/// are the request's own ([`crate::log::Logger`] keeps them once), so a
+/// tracer is only the exporter, and copies freely.
+#[derive(Clone, Copy, Default)]
+pub struct Tracer(Option<&'static dyn SpanExporter>);
 
 impl std::fmt::Debug for Tracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,22 +149,9 @@ impl Tracer {
         Tracer(None)
     }
 
-    /// Starts the component's span `name` with these ids under the span
-    /// `parent_span_id` (empty: none, the trace starts here); the tracer
-    /// makes every later span its child.
-    pub fn start(
-        exporter: &'static dyn SpanExporter,
-        root: SpanIds,
-        parent_span_id: String,
-        name: &'static str,
-    ) -> (Tracer, Span) {
-        let tracer = Tracer(Some(Rc::new(Recording {
-            exporter,
-            trace_id: root.trace_id.clone(),
-            root_span_id: root.span_id.clone(),
-        })));
-        let span = tracer.open(root, parent_span_id, Cow::Borrowed(name), SpanKind::Internal);
-        (tracer, span)
+    /// A tracer sending its spans to `exporter`.
+    pub fn to(exporter: &'static dyn SpanExporter) -> Self {
+        Tracer(Some(exporter))
     }
 
     /// Whether spans are recorded.
@@ -178,27 +159,39 @@ impl Tracer {
         self.0.is_some()
     }
 
-    /// Starts a span under the component's span; it ends when dropped.
-    pub fn span(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
-        match &self.0 {
-            None => Span(None),
-            Some(recording) => {
-                let ids = SpanIds {
-                    trace_id: recording.trace_id.clone(),
-                    span_id: crate::trace_context::new_span_id(),
-                };
-                self.open(ids, recording.root_span_id.clone(), name.into(), kind)
-            }
+    /// Starts the span `ids` (the component's, say) under the span
+    /// `parent_span_id` (empty: none, the trace starts here); it ends when
+    /// dropped.
+    pub fn start(&self, ids: SpanIds, parent_span_id: String, name: &'static str, kind: SpanKind) -> Span {
+        self.open(ids, parent_span_id, Cow::Borrowed(name), kind)
+    }
+
+    /// Starts a new span of trace `trace_id` under the span `parent_span_id`;
+    /// it ends when dropped. Off, nothing is drawn or copied.
+    pub fn child(
+        &self,
+        trace_id: &str,
+        parent_span_id: &str,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+    ) -> Span {
+        if !self.is_recording() {
+            return Span(None);
         }
+        let ids = SpanIds {
+            trace_id: trace_id.to_string(),
+            span_id: crate::trace_context::new_span_id(),
+        };
+        self.open(ids, parent_span_id.to_string(), name.into(), kind)
     }
 
     fn open(&self, ids: SpanIds, parent_span_id: String, name: Cow<'static, str>, kind: SpanKind) -> Span {
-        let Some(recording) = &self.0 else {
+        let Some(exporter) = self.0 else {
             return Span(None);
         };
-        recording.exporter.start(&ids);
+        exporter.start(&ids);
         Span(Some(Box::new(Open {
-            exporter: recording.exporter,
+            exporter,
             span: FinishedSpan {
                 ids,
                 parent_span_id,
@@ -319,8 +312,10 @@ pub(crate) mod tests {
     #[test]
     fn children_hang_under_the_component_span_which_hangs_under_the_host() {
         let recorder = recorder(None);
-        let (tracer, root_span) = Tracer::start(recorder, root(), "b7ad6b7169203331".into(), "orders-get");
-        let mut child = tracer.span("SELECT orders", SpanKind::Client);
+        let tracer = Tracer::to(recorder);
+        let root_span = tracer.start(root(), "b7ad6b7169203331".into(), "orders-get", SpanKind::Internal);
+        let ids = root();
+        let mut child = tracer.child(&ids.trace_id, &ids.span_id, "SELECT orders", SpanKind::Client);
         child.set("db.system.name", "sqlite");
         child.end();
         root_span.end();
@@ -344,8 +339,10 @@ pub(crate) mod tests {
     #[test]
     fn failures_become_the_status() {
         let recorder = recorder(None);
-        let (tracer, _root) = Tracer::start(recorder, root(), "b7ad6b7169203331".into(), "healthz");
-        let mut span = tracer.span("authenticate", SpanKind::Internal);
+        let tracer = Tracer::to(recorder);
+        let _root = tracer.start(root(), "b7ad6b7169203331".into(), "healthz", SpanKind::Internal);
+        let ids = root();
+        let mut span = tracer.child(&ids.trace_id, &ids.span_id, "authenticate", SpanKind::Internal);
         span.fail("unauthorized", "no bearer token");
         drop(span);
         let ended = recorder.ended.borrow();
@@ -356,7 +353,7 @@ pub(crate) mod tests {
     #[test]
     fn off_records_nothing() {
         let tracer = Tracer::off();
-        let mut span = tracer.span("validate", SpanKind::Internal);
+        let mut span = tracer.child("t", "p", "validate", SpanKind::Internal);
         span.set("k", "v");
         span.fail("x", "y");
         assert!(!tracer.is_recording());
